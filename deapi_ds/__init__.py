@@ -1,0 +1,70 @@
+"""deapi_ds: deAPI's open-source image, speech, transcription, embedding and video models at
+DataFrame scale, from Jupyter.
+
+>>> import deapi_ds
+>>> deapi_ds.use_emulator()          # offline; or set DEAPI_API_KEY to use deAPI
+>>> deapi_ds.models()                # a DataFrame of the models you can use
+"""
+
+from ._catalog import amodels, models, use_emulator
+from ._client import AsyncClient, Client
+from ._config import Settings, config_context, get_config, reset_config, set_config
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BatchError,
+    CacheError,
+    CacheWarning,
+    ConfigurationError,
+    DeapiError,
+    InvalidParameterError,
+    JobFailedError,
+    MissingAPIKeyError,
+    ModelNotFoundError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchError",
+    "CacheError",
+    "CacheWarning",
+    "Client",
+    "ConfigurationError",
+    "DeapiError",
+    "InvalidParameterError",
+    "JobFailedError",
+    "MissingAPIKeyError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "Settings",
+    "UnprocessableEntityError",
+    "__version__",
+    "amodels",
+    "config_context",
+    "get_config",
+    "models",
+    "reset_config",
+    "set_config",
+    "use_emulator",
+]

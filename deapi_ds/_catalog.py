@@ -1,0 +1,78 @@
+"""``deapi_ds.models()`` and ``deapi_ds.use_emulator()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ._client import AsyncClient, Client
+from ._config import get_config, set_config
+from ._profiles import get_profile
+from ._tasks import clear_shared_clients, resolve_client, syncify
+
+__all__ = ["amodels", "models", "use_emulator"]
+
+EMULATOR_BASE_URL = "http://emulator.deapi-ds.invalid/v1"
+
+
+async def amodels(*, client: Client | AsyncClient | None = None) -> pd.DataFrame:
+    """The models your key can use, joined with what deapi_ds knows about each.
+
+    Columns: ``id``, ``owned_by``, ``created``, ``known`` (in the provider profile), ``tasks``,
+    ``dimension``, ``min_size``/``max_size``/``size_step``, ``max_n``, ``voices`` (count),
+    ``formats``, ``word_timestamps`` and the reference prices.
+    """
+    aclient = resolve_client(client)
+    listed = await aclient.models()
+    profile = get_profile(aclient.settings)
+    rows = []
+    for m in listed:
+        known = profile.model(m.id)
+        row: dict[str, Any] = {"id": m.id, "owned_by": m.owned_by, "created": m.created}
+        row["known"] = known is not None
+        if known is not None:
+            extra = known.as_row()
+            extra.pop("id")
+            row.update(extra)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if "created" in frame:
+        frame["created"] = pd.to_datetime(frame["created"], unit="s", utc=True, errors="coerce")
+    return frame.convert_dtypes(dtype_backend="numpy_nullable")
+
+
+models = syncify(amodels)
+
+
+def use_emulator(*, loopback: bool = False, api_key: str | None = None, **configure: Any) -> Any:
+    """Point deapi_ds at its built-in emulator of deAPI (offline, free, deterministic).
+
+    ``loopback=False`` plugs the emulator in as an in-process transport (no sockets);
+    ``loopback=True`` starts it as a real HTTP server on 127.0.0.1 (for other tools such as the
+    ``openai`` SDK). Returns the :class:`deapi_ds.emulator.Emulator`, whose ``stats()`` tell what
+    would have been paid for. Undo with ``deapi_ds.set_config(transport=None, base_url=None,
+    api_key=None)``.
+
+    >>> emu = deapi_ds.use_emulator()
+    >>> deapi_ds.models()["id"].tolist()[:2]
+    ['Flux1schnell', 'ZImageTurbo_INT8']
+    """
+    from .emulator import Emulator
+
+    emu = Emulator(api_key=api_key)
+    if configure:
+        emu.configure(**configure)
+    key = api_key or "dpn-sk-0|emulator"
+    clear_shared_clients()
+    if loopback:
+        server = emu.serve()
+        handle = server.__enter__()
+        emu._deapi_ds_server = (server, handle)  # keep it alive with the emulator
+        set_config(base_url=handle.base_url, api_key=key, transport=None, tier="unlimited")
+    else:
+        set_config(
+            base_url=EMULATOR_BASE_URL, api_key=key, transport=emu.transport(), tier="unlimited"
+        )
+    get_config()
+    return emu

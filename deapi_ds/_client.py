@@ -1,0 +1,642 @@
+"""``Client`` and ``AsyncClient``: one method per endpoint of deAPI's OpenAI-compatible API.
+
+Payload building and response parsing live in plain functions (no I/O) shared by both clients;
+``AsyncClient`` awaits them through the engine (rate limit, concurrency, retries) and the
+transport; ``Client`` runs the same coroutines on deapi_ds's private event-loop thread, so it works
+in a Jupyter cell. ::
+
+    >>> import deapi_ds
+    >>> client = deapi_ds.Client()                      # key from DEAPI_API_KEY
+    >>> out = client.embeddings(["hello", "world"], model="Bge_M3_FP16")
+    >>> out.matrix.shape, out.matrix.dtype
+    ((2, 1024), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import mimetypes
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ._config import Settings, check_overrides, get_config
+from ._engine import Engine, RetryPolicy, run_sync
+from ._exceptions import InvalidParameterError, ResponseValidationError
+from ._profiles import ProviderProfile, get_profile
+from ._transport import HTTPResult, Transport
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "EmbeddingsResult",
+    "GeneratedImage",
+    "ImagesResult",
+    "ModelInfo",
+    "SpeechResult",
+    "Transcription",
+    "Video",
+]
+
+T = TypeVar("T")
+
+
+# --- typed results ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    created: int | None = None
+    owned_by: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class EmbeddingsResult:
+    """Vectors as a C-contiguous float32 matrix, row i for input i."""
+
+    matrix: np.ndarray
+    model: str
+    prompt_tokens: int | None
+    total_tokens: int | None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingsResult(model={self.model!r}, shape={self.matrix.shape}, "
+            f"total_tokens={self.total_tokens})"
+        )
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GeneratedImage:
+    data: bytes | None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+    def __repr__(self) -> str:
+        size = f"{len(self.data)} bytes" if self.data is not None else f"url={self.url!r}"
+        return f"GeneratedImage({size})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagesResult:
+    created: int | None
+    images: list[GeneratedImage]
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class SpeechResult:
+    audio: bytes
+    content_type: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"SpeechResult({len(self.audio)} bytes, {self.content_type!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcription:
+    text: str
+    language: str | None = None
+    duration: float | None = None
+    segments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    words: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    raw: Any = dataclasses.field(default=None, repr=False)
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    id: str
+    status: str
+    progress: int | None = None
+    model: str | None = None
+    size: str | None = None
+    seconds: str | None = None
+    created_at: int | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error: dict[str, Any] | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled", "expired")
+
+
+# --- payloads and parsing (no I/O) -----------------------------------------------------------
+
+
+def decode_embeddings(
+    payload: Mapping[str, Any], n_inputs: int, *, endpoint: str = "POST /v1/embeddings"
+) -> tuple[np.ndarray, str, int | None, int | None]:
+    """Assemble ``data[*].embedding`` by ``index`` into an (n, dim) float32 matrix.
+
+    Accepts float lists and base64 (little-endian float32). Any count, index or dimension
+    mismatch raises :class:`ResponseValidationError`: a response is never shifted onto other rows.
+    """
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    if not isinstance(data, list):
+        raise ResponseValidationError("The embeddings response has no 'data' list.", endpoint=endpoint)
+    if len(data) != n_inputs:
+        raise ResponseValidationError(
+            f"The embeddings response has {len(data)} items for {n_inputs} inputs.", endpoint=endpoint
+        )
+    matrix: np.ndarray | None = None
+    seen = np.zeros(n_inputs, dtype=bool)
+    for item in data:
+        index = item.get("index") if isinstance(item, Mapping) else None
+        if not isinstance(index, int) or not 0 <= index < n_inputs:
+            raise ResponseValidationError(
+                f"The embeddings response has an item with index {index!r}; expected 0..{n_inputs - 1}.",
+                endpoint=endpoint,
+            )
+        if seen[index]:
+            raise ResponseValidationError(
+                f"The embeddings response has index {index} twice.", endpoint=endpoint
+            )
+        raw = item.get("embedding")
+        if isinstance(raw, str):
+            try:
+                vector = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
+            except (binascii.Error, ValueError) as exc:
+                raise ResponseValidationError(
+                    f"Embedding {index} is not valid base64 float32 data.", endpoint=endpoint
+                ) from exc
+        elif isinstance(raw, list):
+            vector = np.asarray(raw, dtype=np.float32)
+        else:
+            raise ResponseValidationError(
+                f"Embedding {index} is neither a list of floats nor base64.", endpoint=endpoint
+            )
+        if matrix is None:
+            if vector.ndim != 1 or vector.size == 0:
+                raise ResponseValidationError(f"Embedding {index} is empty.", endpoint=endpoint)
+            matrix = np.empty((n_inputs, vector.size), dtype=np.float32)
+        if vector.shape != (matrix.shape[1],):
+            raise ResponseValidationError(
+                f"Embedding {index} has {vector.size} dimensions; the others have {matrix.shape[1]}.",
+                endpoint=endpoint,
+            )
+        matrix[index] = vector
+        seen[index] = True
+    if matrix is None:
+        matrix = np.empty((0, 0), dtype=np.float32)
+    usage = payload.get("usage") or {}
+    return (
+        matrix,
+        str(payload.get("model") or ""),
+        usage.get("prompt_tokens"),
+        usage.get("total_tokens"),
+    )
+
+
+def parse_images(payload: Mapping[str, Any]) -> tuple[int | None, list[GeneratedImage]]:
+    data = payload.get("data")
+    if not isinstance(data, list):
+        raise ResponseValidationError("The images response has no 'data' list.")
+    out = []
+    for i, item in enumerate(data):
+        b64 = item.get("b64_json")
+        if b64:
+            try:
+                image = GeneratedImage(base64.b64decode(b64), None, item.get("revised_prompt"))
+            except (binascii.Error, ValueError) as exc:
+                raise ResponseValidationError(f"Image {i} is not valid base64.") from exc
+        elif item.get("url"):
+            image = GeneratedImage(None, item["url"], item.get("revised_prompt"))
+        else:
+            raise ResponseValidationError(f"Image {i} has neither 'b64_json' nor 'url'.")
+        out.append(image)
+    return payload.get("created"), out
+
+
+def parse_transcription(result: HTTPResult, response_format: str) -> Transcription:
+    if response_format in ("text", "srt", "vtt"):
+        text = result.content.decode("utf-8", "replace")
+        return Transcription(text=text, raw=text, headers=result.headers)
+    payload = result.json()
+    if isinstance(payload, str):
+        return Transcription(text=payload, raw=payload, headers=result.headers)
+    segments = list(payload.get("segments") or [])
+    words = list(payload.get("words") or [])
+    if not words:
+        for seg in segments:
+            words.extend(seg.get("words") or [])
+    duration = payload.get("duration")
+    return Transcription(
+        text=str(payload.get("text") or ""),
+        language=payload.get("language"),
+        duration=float(duration) if duration is not None else None,
+        segments=segments,
+        words=words,
+        raw=payload,
+        headers=result.headers,
+    )
+
+
+def parse_video(payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Video:
+    if not isinstance(payload, Mapping) or "id" not in payload:
+        raise ResponseValidationError("The video response has no 'id'.")
+    return Video(
+        id=str(payload["id"]),
+        status=str(payload.get("status") or "queued"),
+        progress=payload.get("progress"),
+        model=payload.get("model"),
+        size=payload.get("size"),
+        seconds=None if payload.get("seconds") is None else str(payload.get("seconds")),
+        created_at=payload.get("created_at"),
+        completed_at=payload.get("completed_at"),
+        expires_at=payload.get("expires_at"),
+        error=payload.get("error"),
+        raw=dict(payload),
+        headers=headers or {},
+    )
+
+
+def _image_part(item: Any, i: int) -> tuple[str, bytes, str]:
+    if isinstance(item, tuple) and len(item) == 2:
+        name, data = item
+    elif isinstance(item, bytes | bytearray | memoryview):
+        name, data = f"image_{i}.png", bytes(item)
+    else:
+        raise InvalidParameterError(
+            f"Image {i} must be bytes or a (filename, bytes) pair; got {type(item).__name__}. "
+            "deapi_ds.edit_images() also takes paths and PIL images."
+        )
+    mime = mimetypes.guess_type(name)[0] or "image/png"
+    return name, bytes(data), mime
+
+
+def _form(values: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        out[key] = str(value)
+    return out
+
+
+# --- the clients -----------------------------------------------------------------------------
+
+
+class AsyncClient:
+    """Async client for deAPI's OpenAI-compatible API (or any OpenAI-compatible server).
+
+    Every argument defaults to the configuration (:func:`deapi_ds.get_config`).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        settings: Settings | None = None,
+        engine: Engine | None = None,
+        **options: Any,
+    ) -> None:
+        overrides = dict(options)
+        if api_key is not None:
+            overrides["api_key"] = api_key
+        if base_url is not None:
+            overrides["base_url"] = base_url
+        if settings is None:
+            settings = get_config(**overrides)
+        elif overrides:
+            settings = dataclasses.replace(settings, **check_overrides(overrides))
+        self.settings = settings
+        self.profile: ProviderProfile = get_profile(settings)
+        self._transport = Transport(settings)
+        tier = settings.effective_tier
+        self.engine = engine or Engine(
+            max_concurrency=settings.max_concurrency,
+            rpm=lambda ep: settings.rpm_for(ep) or self.profile.rpm_for(ep, tier),
+            retry=RetryPolicy(settings.max_retries, max_retry_wait=settings.max_retry_wait),
+        )
+
+    def __repr__(self) -> str:
+        return f"deapi_ds.{type(self).__name__}(base_url={self.settings.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _call(self, endpoint: str, method: str, path: str, **kwargs: Any) -> HTTPResult:
+        async def attempt() -> HTTPResult:
+            return await self._transport.request(method, path, endpoint=endpoint, **kwargs)
+
+        return await self.engine.call(endpoint, attempt)
+
+    # endpoints
+
+    async def models(self) -> list[ModelInfo]:
+        """``GET /v1/models``."""
+        payload = (await self._call("models", "GET", "/models")).json()
+        return [
+            ModelInfo(str(m.get("id")), m.get("created"), m.get("owned_by"))
+            for m in payload.get("data", [])
+        ]
+
+    async def embeddings(
+        self,
+        input: str | Sequence[str],
+        *,
+        model: str = "Bge_M3_FP16",
+        encoding_format: str = "base64",
+        dimensions: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> EmbeddingsResult:
+        """``POST /v1/embeddings``; returns a float32 matrix with row i for input i."""
+        if encoding_format not in ("float", "base64"):
+            raise InvalidParameterError(
+                f"encoding_format must be 'float' or 'base64'. Got {encoding_format!r}."
+            )
+        inputs = [input] if isinstance(input, str) else list(input)
+        body: dict[str, Any] = {"model": model, "input": input if isinstance(input, str) else inputs}
+        body["encoding_format"] = encoding_format
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        body.update(extra or {})
+        result = await self._call("embeddings", "POST", "/embeddings", json_body=body)
+        matrix, model_out, prompt_tokens, total_tokens = decode_embeddings(
+            result.json(), len(inputs), endpoint=result.endpoint
+        )
+        return EmbeddingsResult(matrix, model_out or model, prompt_tokens, total_tokens, result.headers)
+
+    async def images_generate(
+        self,
+        prompt: str,
+        *,
+        model: str = "Flux1schnell",
+        size: str | None = None,
+        n: int = 1,
+        response_format: str = "b64_json",
+        style: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        negative_prompt: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ImagesResult:
+        """``POST /v1/images/generations``."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "n": n}
+        for key, value in (
+            ("size", size),
+            ("response_format", response_format),
+            ("style", style),
+            ("seed", seed),
+            ("steps", steps),
+            ("negative_prompt", negative_prompt),
+        ):
+            if value is not None:
+                body[key] = value
+        body.update(extra or {})
+        result = await self._call("images.generations", "POST", "/images/generations", json_body=body)
+        created, images = parse_images(result.json())
+        return ImagesResult(created, images, result.headers)
+
+    async def images_edit(
+        self,
+        images: Sequence[bytes | tuple[str, bytes]] | bytes,
+        prompt: str,
+        *,
+        model: str = "Flux_2_Klein_4B_BF16",
+        size: str | None = None,
+        n: int = 1,
+        response_format: str = "b64_json",
+        mask: Any = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        negative_prompt: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ImagesResult:
+        """``POST /v1/images/edits`` (multipart). deAPI refuses masks, so a mask is refused here."""
+        if mask is not None and not self.profile.supports_mask:
+            raise InvalidParameterError(
+                "deAPI does not do inpainting: /v1/images/edits refuses a 'mask' (HTTP 400). "
+                "Describe the change in the prompt instead, and pass no mask."
+            )
+        if isinstance(images, bytes | bytearray | tuple):
+            images = [images]  # type: ignore[list-item]
+        parts = [_image_part(item, i) for i, item in enumerate(images)]
+        field = "image" if len(parts) == 1 else "image[]"
+        files = [(field, part) for part in parts]
+        if mask is not None:
+            files.append(("mask", _image_part(mask, 0)))
+        form = _form(
+            {
+                "model": model,
+                "prompt": prompt,
+                "size": size,
+                "n": n,
+                "response_format": response_format,
+                "seed": seed,
+                "steps": steps,
+                "negative_prompt": negative_prompt,
+                **(extra or {}),
+            }
+        )
+        result = await self._call("images.edits", "POST", "/images/edits", data=form, files=files)
+        created, out = parse_images(result.json())
+        return ImagesResult(created, out, result.headers)
+
+    async def speech(
+        self,
+        input: str,
+        *,
+        model: str = "Kokoro",
+        voice: str = "alloy",
+        response_format: str = "mp3",
+        speed: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> SpeechResult:
+        """``POST /v1/audio/speech``; returns the audio bytes."""
+        body: dict[str, Any] = {"model": model, "input": input, "voice": voice}
+        body["response_format"] = response_format
+        if speed is not None:
+            body["speed"] = speed
+        body.update(extra or {})
+        result = await self._call(
+            "audio.speech", "POST", "/audio/speech", json_body=body, accept="*/*"
+        )
+        return SpeechResult(result.content, result.headers.get("content-type", ""), result.headers)
+
+    async def transcribe(
+        self,
+        file: bytes,
+        *,
+        filename: str = "audio.mp3",
+        model: str = "WhisperLargeV3",
+        response_format: str = "verbose_json",
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        timestamp_granularities: Sequence[str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Transcription:
+        """``POST /v1/audio/transcriptions`` (multipart); json, text and verbose_json."""
+        if response_format not in ("json", "text", "verbose_json", "srt", "vtt"):
+            raise InvalidParameterError(
+                "response_format must be one of 'json', 'text', 'verbose_json', 'srt', 'vtt'. "
+                f"Got {response_format!r}."
+            )
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        form: list[tuple[str, str]] = list(
+            _form(
+                {
+                    "model": model,
+                    "response_format": response_format,
+                    "language": language,
+                    "prompt": prompt,
+                    "temperature": temperature,
+                    **(extra or {}),
+                }
+            ).items()
+        )
+        for gran in timestamp_granularities or ():
+            form.append(("timestamp_granularities[]", gran))
+        result = await self._call(
+            "audio.transcriptions",
+            "POST",
+            "/audio/transcriptions",
+            data=_multi(form),
+            files=[("file", (filename, file, mime))],
+        )
+        return parse_transcription(result, response_format)
+
+    async def videos_create(
+        self,
+        prompt: str,
+        *,
+        model: str = "Ltx2_3_22B_Dist_INT8",
+        size: str | None = None,
+        seconds: str | int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Video:
+        """``POST /v1/videos``: starts a job; poll with :meth:`videos_retrieve`."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt}
+        if size is not None:
+            body["size"] = size
+        if seconds is not None:
+            body["seconds"] = str(seconds)
+        body.update(extra or {})
+        result = await self._call("videos", "POST", "/videos", json_body=body)
+        return parse_video(result.json(), result.headers)
+
+    async def videos_retrieve(self, video_id: str) -> Video:
+        """``GET /v1/videos/{id}``."""
+        result = await self._call("videos.retrieve", "GET", f"/videos/{video_id}")
+        return parse_video(result.json(), result.headers)
+
+    async def videos_content(self, video_id: str) -> bytes:
+        """``GET /v1/videos/{id}/content``: the MP4 bytes."""
+        result = await self._call(
+            "videos.content", "GET", f"/videos/{video_id}/content", accept="*/*"
+        )
+        return result.content
+
+    async def download(self, url: str) -> bytes:
+        """Fetch a result URL (the key is only sent when the URL is on the API host)."""
+        result = await self._call("download", "GET", url, accept="*/*")
+        return result.content
+
+
+def _multi(pairs: list[tuple[str, str]]) -> Any:
+    """httpx takes repeated form fields as a dict of lists."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = [value] if key.endswith("[]") else value
+    return out
+
+
+class Client:
+    """Synchronous client: the same methods as :class:`AsyncClient`, usable in a notebook cell.
+
+    It drives an :class:`AsyncClient` on deapi_ds's private event-loop thread, so it works even
+    where an event loop is already running (Jupyter) and needs no nest_asyncio.
+    """
+
+    def __init__(self, api_key: str | None = None, *, base_url: str | None = None, **options: Any):
+        self._async = AsyncClient(api_key, base_url=base_url, **options)
+
+    def __repr__(self) -> str:
+        return f"deapi_ds.Client(base_url={self._async.settings.base_url!r})"
+
+    @property
+    def settings(self) -> Settings:
+        return self._async.settings
+
+    @property
+    def engine(self) -> Engine:
+        return self._async.engine
+
+    @property
+    def aclient(self) -> AsyncClient:
+        """The underlying :class:`AsyncClient` (runs on deapi_ds's loop thread)."""
+        return self._async
+
+    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        async def go() -> T:
+            return await fn(*args, **kwargs)
+
+        return run_sync(go)
+
+    def close(self) -> None:
+        run_sync(self._async.aclose)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def models(self) -> list[ModelInfo]:
+        return self._run(self._async.models)
+
+    def embeddings(self, input: str | Sequence[str], **kwargs: Any) -> EmbeddingsResult:
+        return self._run(self._async.embeddings, input, **kwargs)
+
+    def images_generate(self, prompt: str, **kwargs: Any) -> ImagesResult:
+        return self._run(self._async.images_generate, prompt, **kwargs)
+
+    def images_edit(self, images: Any, prompt: str, **kwargs: Any) -> ImagesResult:
+        return self._run(self._async.images_edit, images, prompt, **kwargs)
+
+    def speech(self, input: str, **kwargs: Any) -> SpeechResult:
+        return self._run(self._async.speech, input, **kwargs)
+
+    def transcribe(self, file: bytes, **kwargs: Any) -> Transcription:
+        return self._run(self._async.transcribe, file, **kwargs)
+
+    def videos_create(self, prompt: str, **kwargs: Any) -> Video:
+        return self._run(self._async.videos_create, prompt, **kwargs)
+
+    def videos_retrieve(self, video_id: str) -> Video:
+        return self._run(self._async.videos_retrieve, video_id)
+
+    def videos_content(self, video_id: str) -> bytes:
+        return self._run(self._async.videos_content, video_id)
+
+    def download(self, url: str) -> bytes:
+        return self._run(self._async.download, url)

@@ -1,0 +1,355 @@
+"""The request engine: rate limits, bounded concurrency, retries, batch runs and the sync seam.
+
+No httpx and no pandas here: the engine runs awaitables that the client builds.
+
+- :class:`RateLimiter` keeps at most ``rpm`` request starts in any 60 s window (a sliding window,
+  the way deAPI counts), adapts to ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` and calls
+  ``on_wait`` (progress bars) and logs once when it waits more than a few seconds.
+- :class:`Engine` owns one limiter per endpoint, one concurrency limiter and the retry policy
+  (tenacity): 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
+  jitter, honouring ``Retry-After`` up to ``max_retry_wait``; other errors never are.
+- :func:`run_sync` runs a coroutine on a private, long-lived event-loop thread (an anyio blocking
+  portal), so the sync API works inside Jupyter's running loop without nest_asyncio, and Ctrl-C
+  cancels the in-flight work.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import tenacity
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    RateLimitError,
+)
+
+__all__ = ["Engine", "RateLimiter", "RetryPolicy", "run_sync"]
+
+logger = logging.getLogger("deapi_ds")
+T = TypeVar("T")
+WAIT_NOTICE_SECONDS = 5.0
+
+
+class RateLimiter:
+    """At most ``rpm`` acquisitions in any ``window`` seconds (sliding window).
+
+    ``clock`` and ``sleep`` are injectable so tests run without real waiting.
+    """
+
+    def __init__(
+        self,
+        rpm: float | None,
+        *,
+        name: str = "",
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        on_wait: Callable[[float | None], None] | None = None,
+    ) -> None:
+        self.rpm = rpm
+        self.name = name
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep or anyio.sleep
+        self._starts: collections.deque[float] = collections.deque()
+        self._blocked_until = 0.0
+        self._lock: anyio.Lock | None = None
+        self._noticed = False
+        self.on_wait = on_wait
+        self.total_wait = 0.0
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.name!r}, rpm={self.rpm})"
+
+    def _limit(self) -> int | None:
+        if self.rpm is None or self.rpm <= 0:
+            return None
+        return max(1, int(self.rpm))
+
+    def delay(self) -> float:
+        """Seconds until the next acquisition may start (0 when it may start now)."""
+        now = self._clock()
+        limit = self._limit()
+        wait = max(0.0, self._blocked_until - now)
+        if limit is not None:
+            while self._starts and self._starts[0] <= now - self.window:
+                self._starts.popleft()
+            if len(self._starts) >= limit:
+                wait = max(wait, self._starts[len(self._starts) - limit] + self.window - now)
+        return wait
+
+    async def acquire(self) -> float:
+        """Wait for a slot; returns the seconds waited."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        waited = 0.0
+        async with self._lock:
+            while True:
+                wait = self.delay()
+                if wait <= 0:
+                    break
+                self._notice(wait)
+                await self._sleep(wait)
+                waited += wait
+            self._starts.append(self._clock())
+        if waited and self.on_wait:
+            self.on_wait(None)
+        self.total_wait += waited
+        return waited
+
+    def _notice(self, wait: float) -> None:
+        if self.on_wait:
+            self.on_wait(wait)
+        if wait >= WAIT_NOTICE_SECONDS and not self._noticed:
+            self._noticed = True
+            limit = self._limit()
+            why = f"{limit} requests per minute" if limit else "the server's rate limit"
+            logger.warning(
+                "deapi_ds: waiting about %.0f s for %s (%s); "
+                "raise the limit with set_config(tier='premium') or set_config(rpm=...) if your "
+                "account allows more.",
+                wait,
+                self.name or "the API",
+                why,
+            )
+
+    def update_from_headers(self, headers: Mapping[str, str]) -> None:
+        """Adapt to ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` sent by the server."""
+        limit = _int_header(headers, "x-ratelimit-limit")
+        remaining = _int_header(headers, "x-ratelimit-remaining")
+        if limit is not None and limit > 0 and (self.rpm is None or limit < self.rpm):
+            self.rpm = float(limit)
+        if remaining is not None and remaining <= 0:
+            per = self.window / (limit or self.rpm or 60)
+            self._blocked_until = max(self._blocked_until, self._clock() + per)
+
+    def block_for(self, seconds: float) -> None:
+        """Hold every acquisition for ``seconds`` (after a 429 with Retry-After)."""
+        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name) or headers.get(name.title())
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+class RetryPolicy:
+    """Which errors are retried, how long to wait, and how many attempts."""
+
+    def __init__(
+        self,
+        max_retries: int = 5,
+        *,
+        base: float = 1.0,
+        cap: float = 60.0,
+        max_retry_wait: float = 300.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.max_retries = max_retries
+        self.base = base
+        self.cap = cap
+        self.max_retry_wait = max_retry_wait
+        self.rng = rng or random.Random()
+
+    @staticmethod
+    def is_retryable(exc: BaseException) -> bool:
+        if isinstance(exc, APIConnectionError):
+            return True
+        if isinstance(exc, APIStatusError):
+            return exc.retryable
+        return False
+
+    def wait_for(self, attempt: int, exc: BaseException | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return max(0.0, float(retry_after)) + self.rng.uniform(0, 0.25)
+        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        return self.rng.uniform(backoff / 2, backoff)  # "equal jitter"
+
+
+class Engine:
+    """Rate limits per endpoint, bounded concurrency and retries around request coroutines."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 8,
+        rpm: Callable[[str], float | None] | Mapping[str, float] | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.max_concurrency = max_concurrency
+        self._rpm = rpm
+        self.retry = retry or RetryPolicy()
+        self._clock = clock
+        self._sleep = sleep or anyio.sleep
+        self._limiters: dict[str, RateLimiter] = {}
+        self._concurrency: anyio.CapacityLimiter | None = None
+        self.on_wait: Callable[[float | None], None] | None = None
+        self.attempts: collections.Counter[str] = collections.Counter()
+
+    def limiter(self, endpoint: str) -> RateLimiter:
+        if endpoint not in self._limiters:
+            if callable(self._rpm):
+                rpm = self._rpm(endpoint)
+            elif self._rpm is not None:
+                rpm = self._rpm.get(endpoint)
+            else:
+                rpm = None
+            self._limiters[endpoint] = RateLimiter(
+                rpm, name=endpoint, clock=self._clock, sleep=self._sleep, on_wait=self._relay_wait
+            )
+        return self._limiters[endpoint]
+
+    def _relay_wait(self, seconds: float | None) -> None:
+        if self.on_wait is not None:
+            self.on_wait(seconds)
+
+    def _capacity(self) -> anyio.CapacityLimiter:
+        if self._concurrency is None:
+            self._concurrency = anyio.CapacityLimiter(self.max_concurrency)
+        return self._concurrency
+
+    async def call(self, endpoint: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` under the endpoint's rate limit and the concurrency bound, with retries.
+
+        ``fn`` must raise deapi_ds exceptions; a ``headers`` attribute on its result (or on a
+        raised error) feeds the adaptive rate limiter.
+        """
+        limiter = self.limiter(endpoint)
+        policy = self.retry
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return policy.wait_for(state.attempt_number, exc)
+
+        def should_retry(exc: BaseException) -> bool:
+            if not policy.is_retryable(exc):
+                return False
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None and retry_after > policy.max_retry_wait:
+                return False
+            return True
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(policy.max_retries + 1),
+            wait=wait,
+            retry=tenacity.retry_if_exception(should_retry),
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=self._log_retry(endpoint),
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self._capacity():
+                    await limiter.acquire()
+                    self.attempts[endpoint] += 1
+                    try:
+                        result = await fn()
+                    except APIStatusError as exc:
+                        if isinstance(exc, RateLimitError) and exc.retry_after:
+                            limiter.block_for(exc.retry_after)
+                        headers = getattr(exc, "headers", None)
+                        if headers:
+                            limiter.update_from_headers(headers)
+                        if (
+                            isinstance(exc, RateLimitError)
+                            and exc.retry_after is not None
+                            and exc.retry_after > policy.max_retry_wait
+                        ):
+                            exc.hint = (
+                                f"The server asked to wait {exc.retry_after:.0f} s, more than "
+                                f"max_retry_wait={policy.max_retry_wait:.0f} s (a daily limit?). "
+                                "Raise it with set_config(max_retry_wait=...) to wait."
+                            )
+                            exc.args = (exc._format(),)
+                        raise
+                    headers = getattr(result, "headers", None)
+                    if headers:
+                        limiter.update_from_headers(headers)
+        return result
+
+    @staticmethod
+    def _log_retry(endpoint: str) -> Callable[[tenacity.RetryCallState], None]:
+        def log(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            logger.info(
+                "deapi_ds: %s attempt %d failed (%s); retrying in %.1f s",
+                endpoint,
+                state.attempt_number,
+                type(exc).__name__,
+                wait,
+            )
+
+        return log
+
+
+# --- the sync seam ---------------------------------------------------------------------------
+
+_portal_lock = threading.Lock()
+_portal_cm: Any = None
+_portal: anyio.from_thread.BlockingPortal | None = None
+
+
+def portal() -> anyio.from_thread.BlockingPortal:
+    """The process-wide event-loop thread used by the sync API (started on first use)."""
+    global _portal, _portal_cm
+    with _portal_lock:
+        if _portal is None:
+            _portal_cm = anyio.from_thread.start_blocking_portal(name="deapi_ds-loop")
+            _portal = _portal_cm.__enter__()
+        return _portal
+
+
+def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``await fn(*args)`` from synchronous code, also inside a running event loop.
+
+    The coroutine runs on deapi_ds's private loop thread; Ctrl-C cancels it (its ``finally``
+    blocks run, so finished batches stay cached) and re-raises ``KeyboardInterrupt`` here.
+    """
+    p = portal()
+    future = p.start_task_soon(fn, *args)
+    try:
+        while True:  # short waits keep the main thread responsive to Ctrl-C
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        future.cancel()
+        try:
+            future.exception(timeout=5)
+        except BaseException:  # noqa: BLE001 - cancellation or the task's own error
+            pass
+        raise
+
+
+def shutdown_portal() -> None:
+    """Stop the private loop thread (tests; it restarts on next use)."""
+    global _portal, _portal_cm
+    with _portal_lock:
+        if _portal_cm is not None:
+            try:
+                _portal_cm.__exit__(None, None, None)
+            finally:
+                _portal = None
+                _portal_cm = None

@@ -1,0 +1,287 @@
+"""The whole deapi_ds error tree.
+
+::
+
+    DeapiError
+    ├── ConfigurationError                 bad or missing configuration (no key, unsafe URL, ...)
+    │   └── MissingAPIKeyError
+    ├── InvalidParameterError (ValueError) a parameter or input we can reject before spending
+    ├── APIConnectionError                 the request never got an HTTP answer
+    │   └── APITimeoutError
+    ├── APIStatusError                     the server answered with an HTTP error status
+    │   ├── BadRequestError                400
+    │   ├── AuthenticationError            401
+    │   ├── PermissionDeniedError          403
+    │   ├── NotFoundError                  404
+    │   ├── PayloadTooLargeError           413
+    │   ├── UnprocessableEntityError       422
+    │   ├── ModelNotFoundError             404 or 422 about the model (subclass of both above)
+    │   ├── RateLimitError                 429 (``retry_after`` in seconds, when the server said)
+    │   └── ServerError                    5xx
+    ├── ResponseValidationError            a 2xx answer that breaks the contract (count, index, dimension)
+    ├── JobFailedError                     an asynchronous job (video) ended in failure
+    ├── CacheError                         the result cache cannot be used
+    └── BatchError                         a whole batch run failed; ``.partial`` holds what finished
+
+    CacheWarning (UserWarning)             a cache file was skipped (corrupt or foreign)
+
+httpx exceptions are translated into these only in ``deapi_ds._transport``. No message ever
+contains the API key: messages are built from the server's text, which we redact as well.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchError",
+    "CacheError",
+    "CacheWarning",
+    "ConfigurationError",
+    "DeapiError",
+    "InvalidParameterError",
+    "JobFailedError",
+    "MissingAPIKeyError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "redact",
+]
+
+_KEY_PATTERNS = [
+    re.compile(r"dpn-sk-[^\s\"',;]+"),
+    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\b\d{1,10}\|[A-Za-z0-9]{16,}"),
+]
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove anything that looks like an API key (and the given secrets) from ``text``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    for pattern in _KEY_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + "[redacted]", text)
+        else:
+            text = pattern.sub("[redacted]", text)
+    return text
+
+
+class DeapiError(Exception):
+    """Base class of every error raised by deapi_ds."""
+
+    __module__ = "deapi_ds"
+
+
+class ConfigurationError(DeapiError):
+    """The configuration cannot work (no key, a key that must not be sent, an unsafe URL)."""
+
+    __module__ = "deapi_ds"
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """No API key was found."""
+
+    __module__ = "deapi_ds"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "No API key found. Set the DEAPI_API_KEY environment variable to your deAPI key "
+            "(it starts with 'dpn-sk-'; get one at app.deapi.ai/dashboard), or call "
+            "deapi_ds.set_config(api_key=...). To try deapi_ds without a key, call "
+            "deapi_ds.use_emulator()."
+        )
+
+
+class InvalidParameterError(DeapiError, ValueError):
+    """A parameter or input value is invalid; raised before anything is spent."""
+
+    __module__ = "deapi_ds"
+
+
+class APIConnectionError(DeapiError):
+    """The request did not get an HTTP answer (connection refused, dropped, truncated)."""
+
+    __module__ = "deapi_ds"
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.endpoint = endpoint
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+    __module__ = "deapi_ds"
+
+
+class APIStatusError(DeapiError):
+    """The server answered with an HTTP error status.
+
+    Attributes: ``status_code``, ``message`` (the server's), ``endpoint`` (e.g.
+    ``"POST /v1/embeddings"``), ``request_id``, ``param``, ``code``, ``type``, ``errors`` (deAPI's
+    native per-field messages) and ``retry_after`` (seconds, when the server said).
+    """
+
+    __module__ = "deapi_ds"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        endpoint: str | None = None,
+        request_id: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        errors: dict[str, list[str]] | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.param = param
+        self.code = code
+        self.type = type
+        self.errors = errors or {}
+        self.retry_after = retry_after
+        self.hint = hint
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        head = f"{self.status_code} " if self.status_code else ""
+        where = f" from {self.endpoint}" if self.endpoint else ""
+        text = f"{head}{type(self).__name__}{where}: {self.message}"
+        if self.param:
+            text += f" (param: {self.param})"
+        if self.errors:
+            details = "; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items())
+            if details not in self.message:
+                text += f" [{details}]"
+        if self.request_id:
+            text += f" [request id: {self.request_id}]"
+        if self.hint:
+            text += f"\n{self.hint}"
+        return text
+
+
+class BadRequestError(APIStatusError):
+    __module__ = "deapi_ds"
+
+
+class AuthenticationError(APIStatusError):
+    __module__ = "deapi_ds"
+
+
+class PermissionDeniedError(APIStatusError):
+    __module__ = "deapi_ds"
+
+
+class NotFoundError(APIStatusError):
+    __module__ = "deapi_ds"
+
+
+class PayloadTooLargeError(APIStatusError):
+    __module__ = "deapi_ds"
+
+
+class UnprocessableEntityError(APIStatusError):
+    __module__ = "deapi_ds"
+
+
+class ModelNotFoundError(NotFoundError, UnprocessableEntityError):
+    """The server does not know the model (deAPI answers 422, OpenAI-style servers 404)."""
+
+    __module__ = "deapi_ds"
+
+
+class RateLimitError(APIStatusError):
+    __module__ = "deapi_ds"
+    retryable = True
+
+
+class ServerError(APIStatusError):
+    __module__ = "deapi_ds"
+    retryable = True
+
+
+class ResponseValidationError(DeapiError):
+    """A successful answer broke the contract: wrong count, missing index, wrong dimension."""
+
+    __module__ = "deapi_ds"
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.endpoint = endpoint
+
+
+class JobFailedError(DeapiError):
+    """An asynchronous job (video generation) ended in failure."""
+
+    __module__ = "deapi_ds"
+
+    def __init__(self, message: str, *, job_id: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job_id = job_id
+        self.code = code
+
+
+class CacheError(DeapiError):
+    """The result cache cannot be used (unreachable location, refused write)."""
+
+    __module__ = "deapi_ds"
+
+
+class BatchError(DeapiError):
+    """A batch run stopped; ``partial`` holds the results that did finish (and are cached)."""
+
+    __module__ = "deapi_ds"
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class CacheWarning(UserWarning):
+    """A cache file was skipped because it is corrupt, truncated or not ours."""
+
+    __module__ = "deapi_ds"
+
+
+STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_class(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP status code."""
+    if status >= 500:
+        return ServerError
+    return STATUS_CLASSES.get(status, APIStatusError)

@@ -1,0 +1,34 @@
+"""Shared fixtures: every test starts from a clean configuration with no real key and a private cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_ENV_PREFIXES = ("DEAPI_", "OPENAI_")
+
+
+@pytest.fixture(autouse=True)
+def _clean_config(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith(_ENV_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEAPI_DS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEAPI_DS_PROGRESS", "0")
+    import deapi_ds
+    from deapi_ds import _tasks
+
+    deapi_ds.reset_config()
+    _tasks.clear_shared_clients()
+    yield
+    deapi_ds.reset_config()
+    _tasks.clear_shared_clients()
+
+
+@pytest.fixture
+def emulator():
+    """An in-process emulator wired as the default client (no sockets)."""
+    import deapi_ds
+
+    return deapi_ds.use_emulator()
