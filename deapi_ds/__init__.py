@@ -6,6 +6,7 @@ DataFrame scale, from Jupyter.
 >>> deapi_ds.models()                # a DataFrame of the models you can use
 """
 
+from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
 from ._catalog import amodels, models, use_emulator
 from ._client import AsyncClient, Client
 from ._config import Settings, config_context, get_config, reset_config, set_config
@@ -33,6 +34,16 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._version import __version__
+from .embeddings import (
+    EmbeddingResult,
+    EmbeddingTransformer,
+    Estimate,
+    aembed,
+    aestimate,
+    embed,
+    estimate,
+)
+from .search import SearchIndex, search, top_k
 
 __all__ = [
     "APIConnectionError",
@@ -47,6 +58,9 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "DeapiError",
+    "EmbeddingResult",
+    "EmbeddingTransformer",
+    "Estimate",
     "InvalidParameterError",
     "JobFailedError",
     "MissingAPIKeyError",
@@ -56,15 +70,23 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseValidationError",
+    "SearchIndex",
     "ServerError",
     "Settings",
     "UnprocessableEntityError",
     "__version__",
+    "aembed",
+    "aestimate",
     "amodels",
+    "cache",
     "config_context",
+    "embed",
+    "estimate",
     "get_config",
     "models",
     "reset_config",
+    "search",
     "set_config",
+    "top_k",
     "use_emulator",
 ]

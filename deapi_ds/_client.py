@@ -143,10 +143,13 @@ def decode_embeddings(
     """
     data = payload.get("data") if isinstance(payload, Mapping) else None
     if not isinstance(data, list):
-        raise ResponseValidationError("The embeddings response has no 'data' list.", endpoint=endpoint)
+        raise ResponseValidationError(
+            "The embeddings response has no 'data' list.", endpoint=endpoint
+        )
     if len(data) != n_inputs:
         raise ResponseValidationError(
-            f"The embeddings response has {len(data)} items for {n_inputs} inputs.", endpoint=endpoint
+            f"The embeddings response has {len(data)} items for {n_inputs} inputs.",
+            endpoint=endpoint,
         )
     matrix: np.ndarray | None = None
     seen = np.zeros(n_inputs, dtype=bool)
@@ -369,7 +372,10 @@ class AsyncClient:
                 f"encoding_format must be 'float' or 'base64'. Got {encoding_format!r}."
             )
         inputs = [input] if isinstance(input, str) else list(input)
-        body: dict[str, Any] = {"model": model, "input": input if isinstance(input, str) else inputs}
+        body: dict[str, Any] = {
+            "model": model,
+            "input": input if isinstance(input, str) else inputs,
+        }
         body["encoding_format"] = encoding_format
         if dimensions is not None:
             body["dimensions"] = dimensions
@@ -378,7 +384,9 @@ class AsyncClient:
         matrix, model_out, prompt_tokens, total_tokens = decode_embeddings(
             result.json(), len(inputs), endpoint=result.endpoint
         )
-        return EmbeddingsResult(matrix, model_out or model, prompt_tokens, total_tokens, result.headers)
+        return EmbeddingsResult(
+            matrix, model_out or model, prompt_tokens, total_tokens, result.headers
+        )
 
     async def images_generate(
         self,
@@ -407,7 +415,9 @@ class AsyncClient:
             if value is not None:
                 body[key] = value
         body.update(extra or {})
-        result = await self._call("images.generations", "POST", "/images/generations", json_body=body)
+        result = await self._call(
+            "images.generations", "POST", "/images/generations", json_body=body
+        )
         created, images = parse_images(result.json())
         return ImagesResult(created, images, result.headers)
 

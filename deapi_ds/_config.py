@@ -58,23 +58,56 @@ KEY_PREFIX = "dpn-sk-"
 
 #: name -> (default shown in the docs, description); the README table is generated from this.
 ENV_VARIABLES: dict[str, tuple[str, str]] = {
-    "DEAPI_API_KEY": ("unset", "Your deAPI key, `dpn-sk-<id>|<secret>`; a bare `<id>|<secret>` gets the `dpn-sk-` prefix."),
+    "DEAPI_API_KEY": (
+        "unset",
+        "Your deAPI key, `dpn-sk-<id>|<secret>`; a bare `<id>|<secret>` gets the `dpn-sk-` prefix.",
+    ),
     "DEAPI_BASE_URL": (DEFAULT_BASE_URL, "The OpenAI-compatible endpoint."),
-    "OPENAI_API_KEY": ("unset", "Used when `DEAPI_API_KEY` is unset. Never sent to a deAPI host unless it starts with `dpn-sk-`."),
-    "OPENAI_BASE_URL": ("unset", "Used together with `OPENAI_API_KEY` when `DEAPI_BASE_URL` is unset."),
-    "DEAPI_DS_CACHE_DIR": ("~/.cache/deapi_ds", "Result cache: a folder or an fsspec URL (`s3://bucket/prefix`)."),
+    "OPENAI_API_KEY": (
+        "unset",
+        "Used when `DEAPI_API_KEY` is unset. Never sent to a deAPI host unless it starts with `dpn-sk-`.",
+    ),
+    "OPENAI_BASE_URL": (
+        "unset",
+        "Used together with `OPENAI_API_KEY` when `DEAPI_BASE_URL` is unset.",
+    ),
+    "DEAPI_DS_CACHE_DIR": (
+        "~/.cache/deapi_ds",
+        "Result cache: a folder or an fsspec URL (`s3://bucket/prefix`).",
+    ),
     "DEAPI_DS_CACHE": ("1", "`0` turns the result cache off."),
     "DEAPI_DS_CONCURRENCY": ("8", "Requests in flight at once, per client."),
-    "DEAPI_DS_TIMEOUT": ("300", "Seconds to wait for a response (image and video generation are slow)."),
+    "DEAPI_DS_TIMEOUT": (
+        "300",
+        "Seconds to wait for a response (image and video generation are slow).",
+    ),
     "DEAPI_DS_CONNECT_TIMEOUT": ("10", "Seconds to wait for a connection."),
-    "DEAPI_DS_TIER": ("basic on deAPI, unlimited elsewhere", "Which published rate limits to keep: `basic`, `premium` or `unlimited`."),
-    "DEAPI_DS_RPM": ("from the tier", "Requests per minute: `60` for every endpoint, or `embeddings=10,audio.speech=5`."),
-    "DEAPI_DS_MAX_RETRIES": ("5", "Retries after the first attempt (429, 5xx, timeouts, dropped connections)."),
-    "DEAPI_DS_MAX_RETRY_WAIT": ("300", "Longest `Retry-After` (seconds) honoured; a longer one raises `RateLimitError`."),
+    "DEAPI_DS_TIER": (
+        "basic on deAPI, unlimited elsewhere",
+        "Which published rate limits to keep: `basic`, `premium` or `unlimited`.",
+    ),
+    "DEAPI_DS_RPM": (
+        "from the tier",
+        "Requests per minute: `60` for every endpoint, or `embeddings=10,audio.speech=5`.",
+    ),
+    "DEAPI_DS_MAX_RETRIES": (
+        "5",
+        "Retries after the first attempt (429, 5xx, timeouts, dropped connections).",
+    ),
+    "DEAPI_DS_MAX_RETRY_WAIT": (
+        "300",
+        "Longest `Retry-After` (seconds) honoured; a longer one raises `RateLimitError`.",
+    ),
     "DEAPI_DS_PROGRESS": ("1", "`0` hides progress bars."),
     "DEAPI_DS_PROFILE": ("auto", "Provider profile: `deapi` or `openai-compatible` (auto: deapi)."),
-    "DEAPI_DS_MAX_UPLOAD_MB": ("80", "Transcription upload limit in MB (the seed says 80; later deAPI docs say 20)."),
-    "DEAPI_DS_ALLOW_INSECURE_HTTP": ("0", "`1` allows sending the key over plain http to a non-loopback host."),
+    "DEAPI_DS_MAX_UPLOAD_MB": (
+        "80",
+        "Transcription upload limit in MB (the seed says 80; later deAPI docs say 20).",
+    ),
+    "DEAPI_DS_ALLOW_INSECURE_HTTP": (
+        "0",
+        "`1` allows sending the key over plain http to a non-loopback host.",
+    ),
 }
 
 
@@ -162,7 +195,9 @@ class Settings:
                 f"max_concurrency must be an int >= 1. Got {self.max_concurrency!r}."
             )
         if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise InvalidParameterError("timeout and connect_timeout must be positive numbers of seconds.")
+            raise InvalidParameterError(
+                "timeout and connect_timeout must be positive numbers of seconds."
+            )
         if self.max_retries < 0:
             raise InvalidParameterError(f"max_retries must be >= 0. Got {self.max_retries!r}.")
         if self.tier is not None and self.tier not in ("basic", "premium", "unlimited"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import queue
 import random
 import threading
 import time
@@ -306,17 +307,39 @@ class Engine:
 # --- the sync seam ---------------------------------------------------------------------------
 
 _portal_lock = threading.Lock()
-_portal_cm: Any = None
 _portal: anyio.from_thread.BlockingPortal | None = None
+_portal_thread: threading.Thread | None = None
+
+
+def _loop_main(ready: queue.Queue) -> None:
+    async def main() -> None:
+        async with anyio.from_thread.BlockingPortal() as p:
+            ready.put(p)
+            await p.sleep_until_stopped()
+
+    try:
+        anyio.run(main)
+    except BaseException as exc:  # noqa: BLE001 - report start-up failures to the caller
+        ready.put(exc)
 
 
 def portal() -> anyio.from_thread.BlockingPortal:
-    """The process-wide event-loop thread used by the sync API (started on first use)."""
-    global _portal, _portal_cm
+    """The process-wide event-loop thread used by the sync API (started on first use).
+
+    It is a daemon thread, so it never keeps the interpreter from exiting.
+    """
+    global _portal, _portal_thread
     with _portal_lock:
-        if _portal is None:
-            _portal_cm = anyio.from_thread.start_blocking_portal(name="deapi_ds-loop")
-            _portal = _portal_cm.__enter__()
+        if _portal is None or _portal_thread is None or not _portal_thread.is_alive():
+            ready: queue.Queue = queue.Queue()
+            _portal_thread = threading.Thread(
+                target=_loop_main, args=(ready,), name="deapi_ds-loop", daemon=True
+            )
+            _portal_thread.start()
+            got = ready.get()
+            if isinstance(got, BaseException):
+                raise got
+            _portal = got
         return _portal
 
 
@@ -345,11 +368,14 @@ def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
 def shutdown_portal() -> None:
     """Stop the private loop thread (tests; it restarts on next use)."""
-    global _portal, _portal_cm
+    global _portal, _portal_thread
     with _portal_lock:
-        if _portal_cm is not None:
+        if _portal is not None:
             try:
-                _portal_cm.__exit__(None, None, None)
-            finally:
-                _portal = None
-                _portal_cm = None
+                _portal.call(_portal.stop)
+            except RuntimeError:
+                pass
+            if _portal_thread is not None:
+                _portal_thread.join(timeout=5)
+        _portal = None
+        _portal_thread = None

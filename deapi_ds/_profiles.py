@@ -107,7 +107,9 @@ class ModelProfile:
         row["video_seconds"] = ", ".join(map(str, self.video_seconds)) or None
         return row
 
-    def check_size(self, size: str, *, param: str = "size", func: str = "generate_images") -> tuple[int, int]:
+    def check_size(
+        self, size: str, *, param: str = "size", func: str = "generate_images"
+    ) -> tuple[int, int]:
         """Parse ``"WxH"`` and check it against this model's limits."""
         try:
             w_text, h_text = str(size).lower().split("x")
@@ -120,11 +122,16 @@ class ModelProfile:
             return width, height
         step = self.size_step or 1
         bad = [
-            v for v in (width, height)
+            v
+            for v in (width, height)
             if v < self.min_size or v > self.max_size or (v - self.min_size) % step
         ]
         if bad:
-            examples = ", ".join(f"{s}x{s}" for s in (512, 768, 1024) if self.min_size <= s <= self.max_size and (s - self.min_size) % step == 0)
+            examples = ", ".join(
+                f"{s}x{s}"
+                for s in (512, 768, 1024)
+                if self.min_size <= s <= self.max_size and (s - self.min_size) % step == 0
+            )
             raise InvalidParameterError(
                 f"The {param!r} parameter of {func}() is not valid for {self.id}: {size!r}. "
                 f"Width and height must be between {self.min_size} and {self.max_size} px in steps "

@@ -130,7 +130,10 @@ def parse_error(
         message = str(body.get("message") or "")
         raw = body.get("errors") or {}
         if isinstance(raw, dict):
-            errors = {str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
+            errors = {
+                str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+                for k, v in raw.items()
+            }
         elif isinstance(raw, list):  # older docs: [{"field": ..., "messages": [...]}]
             for item in raw:
                 if isinstance(item, dict):
@@ -237,7 +240,11 @@ class Transport:
         accept: str | None = None,
     ) -> HTTPResult:
         url = self.url(path)
-        label = f"{method} {urlsplit(url).path}" if endpoint != "download" else f"GET {url.split('?')[0]}"
+        label = (
+            f"{method} {urlsplit(url).path}"
+            if endpoint != "download"
+            else f"GET {url.split('?')[0]}"
+        )
         headers = {"Accept": accept} if accept else None
         started = time.perf_counter()
         try:
@@ -258,7 +265,9 @@ class Transport:
             ) from None
         elapsed = time.perf_counter() - started
         headers_lc = {k.lower(): v for k, v in response.headers.items()}
-        logger.debug("%s -> %d (%d bytes, %.3f s)", label, response.status_code, len(content), elapsed)
+        logger.debug(
+            "%s -> %d (%d bytes, %.3f s)", label, response.status_code, len(content), elapsed
+        )
         if response.status_code >= 400:
             raise parse_error(
                 response.status_code, headers_lc, content, endpoint=label, secret=self._key

@@ -58,7 +58,12 @@ def embedding_payload(n: int, dim: int = 4, *, b64: bool = True, order=None):
         vec = np.full(dim, float(i), dtype="<f4")
         emb = base64.b64encode(vec.tobytes()).decode() if b64 else vec.tolist()
         data.append({"object": "embedding", "index": i, "embedding": emb})
-    return {"object": "list", "data": data, "model": "Bge_M3_FP16", "usage": {"prompt_tokens": n, "total_tokens": n}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": "Bge_M3_FP16",
+        "usage": {"prompt_tokens": n, "total_tokens": n},
+    }
 
 
 def run(coro):
@@ -121,9 +126,13 @@ def test_retry_after_seconds_and_date():
     def handler(request):
         calls.append(1)
         if len(calls) == 1:
-            return httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "Too Many Attempts."})
+            return httpx.Response(
+                429, headers={"Retry-After": "7"}, json={"message": "Too Many Attempts."}
+            )
         if len(calls) == 2:
-            return httpx.Response(503, headers={"Retry-After": date}, json={"message": "Server Error"})
+            return httpx.Response(
+                503, headers={"Retry-After": date}, json={"message": "Server Error"}
+            )
         return httpx.Response(200, json=embedding_payload(1))
 
     clock = FakeClock()
@@ -138,7 +147,9 @@ def test_retry_after_seconds_and_date():
 
 def test_retry_after_above_cap_raises_with_hint():
     def handler(request):
-        return httpx.Response(429, headers={"Retry-After": "86400"}, json={"message": "Too Many Attempts."})
+        return httpx.Response(
+            429, headers={"Retry-After": "86400"}, json={"message": "Too Many Attempts."}
+        )
 
     client = make_client(handler, max_retry_wait=600)
     with pytest.raises(deapi_ds.RateLimitError, match="max_retry_wait") as info:
@@ -173,7 +184,16 @@ def test_openai_and_native_error_shapes():
     e = parse_error(
         400,
         {"x-request-id": "req_1"},
-        json.dumps({"error": {"message": "n must be <= 4", "type": "invalid_request_error", "param": "n", "code": "bad"}}).encode(),
+        json.dumps(
+            {
+                "error": {
+                    "message": "n must be <= 4",
+                    "type": "invalid_request_error",
+                    "param": "n",
+                    "code": "bad",
+                }
+            }
+        ).encode(),
         endpoint="POST /v1/images/generations",
     )
     assert isinstance(e, deapi_ds.BadRequestError)
@@ -182,14 +202,29 @@ def test_openai_and_native_error_shapes():
     native = parse_error(
         422,
         {},
-        json.dumps({"message": "The width field is required. (and 1 more error)", "errors": {"width": ["The width field is required."], "height": ["bad"]}}).encode(),
+        json.dumps(
+            {
+                "message": "The width field is required. (and 1 more error)",
+                "errors": {"width": ["The width field is required."], "height": ["bad"]},
+            }
+        ).encode(),
         endpoint="POST /v1/images/generations",
     )
     assert isinstance(native, deapi_ds.UnprocessableEntityError)
     assert native.errors["width"] == ["The width field is required."] and native.param == "width"
-    old = parse_error(401, {}, b'{"data": null, "message": "Unauthenticated.", "errors": [], "statusCode": 401}', endpoint="GET /v1/models")
+    old = parse_error(
+        401,
+        {},
+        b'{"data": null, "message": "Unauthenticated.", "errors": [], "statusCode": 401}',
+        endpoint="GET /v1/models",
+    )
     assert isinstance(old, deapi_ds.AuthenticationError) and "DEAPI_API_KEY" in str(old)
-    listed = parse_error(422, {}, b'{"message": "bad", "errors": [{"field": "seed", "messages": ["must be int"]}]}', endpoint="x")
+    listed = parse_error(
+        422,
+        {},
+        b'{"message": "bad", "errors": [{"field": "seed", "messages": ["must be int"]}]}',
+        endpoint="x",
+    )
     assert listed.errors == {"seed": ["must be int"]}
     html = parse_error(502, {}, b"<html>Bad gateway</html>", endpoint="x")
     assert isinstance(html, deapi_ds.ServerError) and "Bad gateway" in str(html)
@@ -197,8 +232,23 @@ def test_openai_and_native_error_shapes():
 
 def test_unknown_model_suggests_models():
     for status, body in [
-        (422, {"message": "The selected model is invalid.", "errors": {"model": ["The selected model is invalid."]}}),
-        (404, {"error": {"message": "The model 'x' does not exist", "code": "model_not_found", "param": "model"}}),
+        (
+            422,
+            {
+                "message": "The selected model is invalid.",
+                "errors": {"model": ["The selected model is invalid."]},
+            },
+        ),
+        (
+            404,
+            {
+                "error": {
+                    "message": "The model 'x' does not exist",
+                    "code": "model_not_found",
+                    "param": "model",
+                }
+            },
+        ),
     ]:
         e = parse_error(status, {}, json.dumps(body).encode(), endpoint="POST /v1/embeddings")
         assert isinstance(e, deapi_ds.ModelNotFoundError)
@@ -255,8 +305,23 @@ def test_user_agent_and_payloads():
     "payload, match",
     [
         (embedding_payload(2), "2 items for 3 inputs"),
-        ({**embedding_payload(3), "data": embedding_payload(3)["data"][:2] + [embedding_payload(3)["data"][0]]}, "index 0 twice"),
-        ({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}, {"index": 2, "embedding": [1.0, 2.0]}]}, "dimensions"),
+        (
+            {
+                **embedding_payload(3),
+                "data": embedding_payload(3)["data"][:2] + [embedding_payload(3)["data"][0]],
+            },
+            "index 0 twice",
+        ),
+        (
+            {
+                "data": [
+                    {"index": 0, "embedding": [1.0, 2.0]},
+                    {"index": 1, "embedding": [1.0]},
+                    {"index": 2, "embedding": [1.0, 2.0]},
+                ]
+            },
+            "dimensions",
+        ),
         ({"data": [{"index": 5, "embedding": [1.0]}] * 3}, "index 5"),
     ],
 )
@@ -329,7 +394,13 @@ def test_wait_notice_logged_once(caplog):
 
 def test_sync_client_inside_running_loop():
     def handler(request):
-        return httpx.Response(200, json={"object": "list", "data": [{"id": "Kokoro", "object": "model", "created": 1, "owned_by": "deapi"}]})
+        return httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": [{"id": "Kokoro", "object": "model", "created": 1, "owned_by": "deapi"}],
+            },
+        )
 
     client = deapi_ds.Client(KEY, transport=httpx.MockTransport(handler))
 
@@ -347,7 +418,9 @@ def test_async_and_sync_parity():
         return httpx.Response(200, json=embedding_payload(2))
 
     sync = deapi_ds.Client(KEY, transport=httpx.MockTransport(handler)).embeddings(["a", "b"])
-    aout = asyncio.run(deapi_ds.AsyncClient(KEY, transport=httpx.MockTransport(handler)).embeddings(["a", "b"]))
+    aout = asyncio.run(
+        deapi_ds.AsyncClient(KEY, transport=httpx.MockTransport(handler)).embeddings(["a", "b"])
+    )
     np.testing.assert_array_equal(sync.matrix, aout.matrix)
 
 
@@ -396,14 +469,38 @@ def test_multipart_requests():
     def handler(request):
         seen.append(request)
         if request.url.path.endswith("/audio/transcriptions"):
-            return httpx.Response(200, json={"text": "hello", "language": "en", "duration": 1.5, "segments": [{"id": 0, "start": 0, "end": 1.5, "text": "hello", "words": [{"word": "hello", "start": 0.1, "end": 0.5}]}]})
-        return httpx.Response(200, json={"created": 1, "data": [{"b64_json": base64.b64encode(b"PNG").decode()}]})
+            return httpx.Response(
+                200,
+                json={
+                    "text": "hello",
+                    "language": "en",
+                    "duration": 1.5,
+                    "segments": [
+                        {
+                            "id": 0,
+                            "start": 0,
+                            "end": 1.5,
+                            "text": "hello",
+                            "words": [{"word": "hello", "start": 0.1, "end": 0.5}],
+                        }
+                    ],
+                },
+            )
+        return httpx.Response(
+            200, json={"created": 1, "data": [{"b64_json": base64.b64encode(b"PNG").decode()}]}
+        )
 
     client = make_client(handler)
-    t = run(client.transcribe(b"RIFF....", filename="a.wav", timestamp_granularities=["word", "segment"]))
+    t = run(
+        client.transcribe(
+            b"RIFF....", filename="a.wav", timestamp_granularities=["word", "segment"]
+        )
+    )
     assert t.text == "hello" and t.duration == 1.5 and t.words[0]["word"] == "hello"
     body = seen[0].content
-    assert b'name="file"; filename="a.wav"' in body and body.count(b"timestamp_granularities[]") == 2
+    assert (
+        b'name="file"; filename="a.wav"' in body and body.count(b"timestamp_granularities[]") == 2
+    )
     out = run(client.images_edit([b"a", b"b"], "blend", model="Flux_2_Klein_4B_BF16"))
     assert out.images[0].data == b"PNG"
     assert seen[1].content.count(b'name="image[]"') == 2

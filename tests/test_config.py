@@ -78,7 +78,9 @@ def test_plain_http_refused_except_loopback():
 
 
 def test_unknown_option_and_bad_values():
-    with pytest.raises(deapi_ds.InvalidParameterError, match="Unknown configuration option 'concurency'"):
+    with pytest.raises(
+        deapi_ds.InvalidParameterError, match="Unknown configuration option 'concurency'"
+    ):
         deapi_ds.set_config(concurency=3)
     with pytest.raises(deapi_ds.InvalidParameterError, match="max_concurrency"):
         deapi_ds.set_config(max_concurrency=0)

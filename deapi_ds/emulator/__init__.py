@@ -1,0 +1,112 @@
+"""An offline, deterministic fake of deAPI's OpenAI-compatible API (``https://oai.deapi.ai/v1``).
+
+Develop notebooks, tests and CI pipelines without a network or credits. The emulator answers
+every endpoint of deAPI's OpenAI-compatibility page the way deAPI documents it, with real
+media bytes, and never imports the rest of ``deapi_ds`` (it checks the wire contract on its
+own).
+
+What it serves
+--------------
+* ``GET /v1/models`` and ``GET /v1/models/{id}``: deAPI slugs (Flux1schnell, ZImageTurbo_INT8,
+  Flux_2_Klein_4B_BF16, QwenImageEdit_Plus_NF4, Kokoro, WhisperLargeV3, WhisperLargeV3Ct2,
+  Bge_M3_FP16, Ltx2_3_22B_Dist_INT8, Ltxv_13B_0_9_8_Distilled_FP8).
+* ``POST /v1/embeddings``: Bge_M3_FP16, 1024 dims, string or array of strings, at most 2048
+  inputs / 8192 tokens per input / 300,000 tokens per request (see :func:`count_tokens`),
+  ``encoding_format`` float or base64 (little-endian float32). Vectors are feature-hashed
+  words, bigrams and character 3-grams, so texts sharing words rank as similar.
+* ``POST /v1/images/generations`` and ``/v1/images/edits``: real PNGs, ``n`` 1-4, sizes
+  checked per model, ``response_format`` url (served at ``/v1/files/images/...``, expiring
+  after ``url_ttl``) or b64_json; extra ``seed``, ``steps``, ``negative_prompt``; any ``mask``
+  gives 400; Flux1schnell and ZImageTurbo_INT8 reject edits.
+* ``POST /v1/audio/speech``: Kokoro, OpenAI voice aliases and Kokoro voice ids, mp3, wav, flac,
+  opus. ``POST /v1/audio/transcriptions``: json, text, verbose_json, srt, vtt; audio the
+  emulator synthesised transcribes back to its exact text.
+* ``POST /v1/videos``, ``GET /v1/videos/{id}``, ``GET /v1/videos/{id}/content``: OpenAI's job
+  flow. A job advances one step per retrieve (``video_polls_to_complete``); a prompt with the
+  word "fail" ends in status ``failed``.
+* ``POST /v1/chat/completions``: 404 (deAPI serves no LLMs). Errors use OpenAI's envelope;
+  a missing or non-``dpn-sk-`` key gives 401.
+
+In tests (in-process, no sockets)
+---------------------------------
+>>> import httpx
+>>> from deapi_ds.emulator import Emulator
+>>> emu = Emulator()
+>>> http = httpx.Client(transport=emu.transport(), base_url="https://oai.deapi.ai/v1",
+...                     headers={"Authorization": "Bearer dpn-sk-test"})
+>>> r = http.post("/embeddings", json={"model": "Bge_M3_FP16", "input": ["a", "b"]})
+>>> len(r.json()["data"][0]["embedding"]), emu.stats("embeddings")["inputs"]
+(1024, 2)
+
+The same transport works with ``httpx.AsyncClient``.
+
+On loopback (notebooks, the official ``openai`` SDK, other languages)
+---------------------------------------------------------------------
+>>> with Emulator().serve() as server:  # doctest: +SKIP
+...     from openai import OpenAI
+...     client = OpenAI(base_url=server.base_url, api_key="dpn-sk-local")
+...     client.images.generate(model="Flux1schnell", prompt="a cabin", size="512x512")
+
+``server = emu.serve()`` also works without ``with``; call ``server.close()`` when done. From
+a shell: ``deapi-ds emulator --port 8000``.
+
+Faults and rate limits
+----------------------
+``configure(endpoint, ...)`` sets them per endpoint key ("models", "embeddings",
+"images.generations", "images.edits", "audio.speech", "audio.transcriptions", "videos",
+"videos.retrieve", "videos.content", "chat.completions", "files"; "*" = all):
+
+>>> emu = Emulator(clock=lambda: 0.0)
+>>> emu = emu.configure("embeddings", rpm=10, script=[503, "drop", None, Fault(status=429, retry_after="2")])
+>>> emu = emu.configure("images.generations", latency=(0.05, 0.2), error_rate=0.1, seed=7)
+
+* ``rpm``: sliding 60 s window on the injected ``clock``; 429 with ``Retry-After``, and
+  ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` on every answer of that endpoint.
+* ``script``: one entry per request, in order: an HTTP status, ``"drop"`` (connection closed
+  without an answer: httpx raises ``RemoteProtocolError``), ``"truncate"`` (half the body with
+  the full Content-Length), ``"shuffle"`` / ``"short"`` / ``"wrongdim"`` (embeddings: items out
+  of order with correct ``index`` fields, the last item(s) missing, vectors of the wrong
+  length), ``None`` (answer normally), or a :class:`Fault`. A bare 429 carries no Retry-After;
+  ``Fault(status=429, retry_after="3")`` does.
+* After the script: ``error_rate`` (seeded, reproducible) answers ``error_status``.
+* ``shuffle_index``, ``drop_items``, ``wrong_dimension``: applied to every embeddings answer.
+* ``latency``: seconds, or a (low, high) range drawn from the seeded RNG; slept by the
+  transport (``anyio.sleep`` when async) and the server, never by ``handle``.
+
+Stats
+-----
+``emu.stats("embeddings")`` counts ``requests``, ``ok``, ``errors``, ``rate_limited``,
+``dropped``, ``truncated``, ``bytes_in`` and what deAPI would bill, on successful answers only:
+``inputs``, ``tokens``, ``images``, ``characters``, ``audio_seconds``, ``bytes`` (transcription
+uploads), ``videos`` and ``video_seconds`` (when a job completes). ``emu.history`` lists recent
+requests; ``emu.reset_stats()`` zeroes everything.
+
+Other options: ``Emulator(api_key="dpn-sk-x")`` accepts only that key;
+``error_style="native"`` answers deAPI's native ``{"message", "errors"}`` shape (422 for
+validation); ``speech_formats=("mp3",)`` emulates the mp3-only gateway.
+"""
+
+from __future__ import annotations
+
+from ._app import ENDPOINTS, Emulator, EmulatorResponse
+from ._faults import Fault
+from ._models import MODELS, count_tokens, embed_texts
+from ._server import EmulatorServer, main_serve
+from ._transport import EmulatorTransport
+
+__all__ = [
+    "ENDPOINTS",
+    "MODELS",
+    "Emulator",
+    "EmulatorResponse",
+    "EmulatorServer",
+    "EmulatorTransport",
+    "Fault",
+    "count_tokens",
+    "embed_texts",
+    "main_serve",
+]
+
+for _name in ("Emulator", "EmulatorResponse", "EmulatorServer", "EmulatorTransport", "Fault"):
+    globals()[_name].__module__ = __name__
+del _name

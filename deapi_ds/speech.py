@@ -1,0 +1,897 @@
+"""Text-to-speech for a column of texts: one audio clip per (text, voice), cached and playable inline.
+
+:func:`speak` validates everything against the provider profile before spending (model, voices,
+formats, speed), skips empty rows, splits texts longer than the model's ``max_chars`` at
+sentence boundaries, sends each distinct part once (cached per part, voice, format, speed and
+model), joins the parts of a long text back into ONE clip in the requested format and measures
+each clip's duration locally. Several voices give a comparison table in one call.
+
+>>> import deapi_ds
+>>> emu = deapi_ds.use_emulator()
+>>> out = deapi_ds.speak(["Hello there.", "Bonjour."], voice=["af_bella", "bm_george"])
+>>> out[["text", "voice", "status"]].shape
+(4, 3)
+>>> deapi_ds.estimate_speech(["Hello there."] * 3).characters
+36
+
+:func:`voices` lists the voices a model takes, with their language and gender.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import unicodedata
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import _media
+from ._cache import USE_DEFAULT, make_key, resolve_cache
+from ._client import AsyncClient, Client
+from ._exceptions import CacheError, CacheWarning, InvalidParameterError, ResponseValidationError
+from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
+from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._tasks import map_batches, resolve_client, syncify
+
+__all__ = [
+    "SpeechEstimate",
+    "SpeechResult",
+    "aspeak",
+    "estimate_speech",
+    "speak",
+    "split_sentences",
+    "voices",
+]
+
+TASK = "audio.speech"
+#: Formats OpenAI's /v1/audio/speech knows; used when the profile does not know the model.
+OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+#: Formats whose parts are joined by decoding to PCM and re-encoding (PyAV).
+_REENCODE = {"mp3": "mp3", "wav": "wav", "flac": "flac", "opus": "opus"}
+#: Raw formats whose parts are joined by concatenating bytes (ADTS frames, raw samples).
+_CONCAT = ("aac", "pcm")
+_EXTENSIONS = {"opus": "opus", "pcm": "pcm", "aac": "aac"}
+#: OpenAI documents speed in [0.25, 4.0].
+_SPEED_RANGE = (0.25, 4.0)
+#: pcm is 24 kHz signed 16-bit little-endian mono (OpenAI's documented raw format).
+_PCM_BYTES_PER_SECOND = 24_000 * 2
+#: At most this many bytes of audio are embedded in a result's notebook HTML.
+INLINE_AUDIO_BUDGET = 8_000_000
+
+_LANGUAGE_NAMES = {
+    "en-us": "American English",
+    "en-gb": "British English",
+    "es": "Spanish",
+    "fr-fr": "French",
+    "hi": "Hindi",
+    "it": "Italian",
+    "pt-br": "Brazilian Portuguese",
+    "ja": "Japanese",
+    "zh": "Mandarin Chinese",
+}
+#: Kokoro id prefix (first letter) -> language code, for ids not listed in the profile.
+_PREFIX_LANGUAGE = {
+    "a": "en-us",
+    "b": "en-gb",
+    "e": "es",
+    "f": "fr-fr",
+    "h": "hi",
+    "i": "it",
+    "p": "pt-br",
+    "j": "ja",
+    "z": "zh",
+}
+
+
+# --------------------------------------------------------------------------- voices
+
+
+def _voice_language(voice: str) -> str | None:
+    for language, ids in KOKORO_VOICES.items():
+        if voice in ids:
+            return language
+    if re.fullmatch(r"[a-z][fm]_\w+", voice):
+        return _PREFIX_LANGUAGE.get(voice[0])
+    return None
+
+
+def voices(model: str = "Kokoro", *, client: Client | AsyncClient | None = None) -> pd.DataFrame:
+    """The voices ``model`` takes: ``voice``, ``language``, ``language_name``, ``gender``, ``kind``.
+
+    Kokoro voice ids carry their language and gender in the prefix (``af_`` = American English,
+    female; ``bm_`` = British English, male; ``ef_``/``em_`` Spanish, ``ff_`` French,
+    ``hf_``/``hm_`` Hindi, ``if_``/``im_`` Italian, ``pf_``/``pm_`` Brazilian Portuguese). The
+    six OpenAI aliases (``alloy``, ``echo``, ...) are accepted too; deAPI does not document
+    which Kokoro voice each maps to, so their language and gender are left empty. No request is
+    sent: this reads the provider profile.
+
+    >>> v = voices()
+    >>> v.loc[v["voice"] == "bm_george", ["language", "gender"]].iloc[0].tolist()
+    ['en-gb', 'male']
+    >>> v.query("language == 'fr-fr'")["voice"].tolist()
+    ['ff_siwis']
+    """
+    profile = _model_profile(_profile_of(client), model, func="voices")
+    known = profile.voices if profile is not None else ()
+    if not known:
+        raise InvalidParameterError(
+            f"The provider profile lists no voices for model {model!r}; the server decides. "
+            "Pass a voice name to speak() directly."
+        )
+    rows = []
+    for voice in known:
+        if voice in OPENAI_VOICE_ALIASES:
+            rows.append((voice, None, None, None, "openai alias"))
+            continue
+        language = _voice_language(voice)
+        gender = {"f": "female", "m": "male"}.get(voice[1:2]) if "_" in voice else None
+        rows.append((voice, language, _LANGUAGE_NAMES.get(language or ""), gender, "kokoro"))
+    frame = pd.DataFrame(rows, columns=["voice", "language", "language_name", "gender", "kind"])
+    return frame.astype(STATUS_DTYPE)
+
+
+# --------------------------------------------------------------------------- splitting
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;…。！？])[\"'”’»)\]]*\s+")
+_CLAUSE_END = re.compile(r"(?<=[,:;—–])\s+")
+
+
+def _pieces(text: str, max_chars: int) -> list[str]:
+    """Split one over-long sentence at clause marks, then spaces, then anywhere."""
+    out: list[str] = []
+    for clause in _CLAUSE_END.split(text):
+        if len(clause) <= max_chars:
+            out.append(clause)
+            continue
+        for word in clause.split():
+            while len(word) > max_chars:
+                out.append(word[:max_chars])
+                word = word[max_chars:]
+            out.append(word)
+    return out
+
+
+def _pack(units: list[str], max_chars: int) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for unit in units:
+        unit = unit.strip()
+        if not unit:
+            continue
+        candidate = f"{current} {unit}" if current else unit
+        if len(candidate) <= max_chars:
+            current = candidate
+        else:
+            if current:
+                parts.append(current)
+            current = unit
+    if current:
+        parts.append(current)
+    return parts
+
+
+def split_sentences(text: str, max_chars: int) -> list[str]:
+    """Split ``text`` into parts of at most ``max_chars`` characters at sentence boundaries.
+
+    Consecutive sentences are packed together while they fit; a sentence longer than
+    ``max_chars`` is cut at commas/colons/semicolons, then between words, and a single word
+    longer than the limit is cut (never happens in real prose). Whitespace between parts is
+    dropped; nothing else is lost. A text that fits is returned as one stripped part.
+
+    >>> split_sentences("One. Two is here! Three?", 12)
+    ['One.', 'Two is here!', 'Three?']
+    >>> split_sentences("One. Two.", 100)
+    ['One. Two.']
+    """
+    if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
+        raise InvalidParameterError(
+            f"The 'max_chars' parameter must be an int >= 1. Got {max_chars!r}."
+        )
+    text = text.strip()
+    if len(text) <= max_chars:
+        return [text] if text else []
+    units: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        units.extend([sentence] if len(sentence) <= max_chars else _pieces(sentence, max_chars))
+    return _pack(units, max_chars)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _profile_of(client: Client | AsyncClient | None) -> Any:
+    if client is None:
+        return get_profile(_current_settings())
+    return resolve_client(client).profile
+
+
+def _current_settings() -> Any:
+    from ._config import get_config
+
+    return get_config()
+
+
+def _model_profile(profile: Any, model: str, *, func: str) -> ModelProfile | None:
+    if not isinstance(model, str) or not model:
+        raise InvalidParameterError(
+            f"The 'model' parameter of {func}() must be a model id such as 'Kokoro'. Got {model!r}."
+        )
+    return profile.require_task(model, "txt2audio", func=func)
+
+
+def _check_voices(voice: Any, mp: ModelProfile | None, model: str, func: str) -> list[str]:
+    names = [voice] if isinstance(voice, str) else voice
+    if not isinstance(names, Sequence | pd.Series | np.ndarray) or isinstance(names, bytes):
+        raise InvalidParameterError(
+            f"The 'voice' parameter of {func}() must be a voice name or a list of them. "
+            f"Got {type(voice).__name__}."
+        )
+    names = list(names)
+    if not names:
+        raise InvalidParameterError(f"The 'voice' parameter of {func}() is an empty list.")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise InvalidParameterError(
+                f"The 'voice' parameter of {func}() must hold voice names (str). Got {name!r}."
+            )
+        valid = mp.voices if mp is not None else ()
+        if valid and name not in valid:
+            close = difflib.get_close_matches(name, valid, n=5, cutoff=0.6)
+            hint = (
+                f"Did you mean {', '.join(map(repr, close))}? "
+                if close
+                else f"Valid voices: {', '.join(valid)}. "
+            )
+            raise InvalidParameterError(
+                f"Unknown voice {name!r} in the 'voice' parameter of {func}() for model {model}. "
+                f"{hint}The prefix of a Kokoro id sets the language (af_/am_ US English, bf_/bm_ "
+                "British, ef_/em_ Spanish, ff_ French, hf_/hm_ Hindi, if_/im_ Italian, pf_/pm_ "
+                "Brazilian Portuguese); deapi_ds.voices() lists them all."
+            )
+    return list(dict.fromkeys(names))
+
+
+def _check_format(fmt: Any, mp: ModelProfile | None, model: str, func: str) -> str:
+    valid = (mp.formats if mp is not None and mp.formats else None) or OPENAI_FORMATS
+    if not isinstance(fmt, str) or fmt.lower() not in valid:
+        raise InvalidParameterError(
+            f"The 'response_format' parameter of {func}() must be one of {list(valid)} for "
+            f"model {model}. Got {fmt!r}."
+        )
+    return fmt.lower()
+
+
+def _check_speed(speed: Any, func: str) -> float | None:
+    if speed is None:
+        return None
+    lo, hi = _SPEED_RANGE
+    if (
+        isinstance(speed, bool)
+        or not isinstance(speed, int | float | np.number)
+        or not math.isfinite(float(speed))
+        or not lo <= float(speed) <= hi
+    ):
+        raise InvalidParameterError(
+            f"The 'speed' parameter of {func}() must be a number in [{lo}, {hi}] (1.0 is normal "
+            f"speed) or None. Got {speed!r}."
+        )
+    return float(speed)
+
+
+def _texts(texts: Any, column: Any, func: str) -> pd.Series:
+    """The input texts as a Series (keeping a Series' or DataFrame's index)."""
+    if isinstance(texts, pd.DataFrame):
+        if column is None:
+            raise InvalidParameterError(
+                f"{func}() got a DataFrame: pass column='<name>' to say which column to speak. "
+                f"Available columns: {list(texts.columns)}."
+            )
+        if isinstance(column, pd.Series):
+            series = column
+        elif column in texts.columns:
+            series = texts[column]
+        else:
+            raise InvalidParameterError(
+                f"Column {column!r} not found. Available columns: {list(texts.columns)}."
+            )
+    elif column is not None:
+        raise InvalidParameterError(
+            f"The 'column' parameter of {func}() only applies to a DataFrame; got "
+            f"{type(texts).__name__} texts."
+        )
+    elif isinstance(texts, pd.Series):
+        series = texts
+    elif isinstance(texts, str):
+        series = pd.Series([texts], dtype=object)
+    elif isinstance(texts, Sequence | np.ndarray | pd.Index):
+        series = pd.Series(list(texts), dtype=object)
+    else:
+        raise InvalidParameterError(
+            f"{func}() needs a str, a list of str, a Series or a DataFrame with column=... "
+            f"Got {type(texts).__name__}."
+        )
+    for position, value in enumerate(series.tolist()):
+        if not _missing(value) and not isinstance(value, str):
+            raise InvalidParameterError(
+                f"Row {series.index[position]!r} of the texts given to {func}() is a "
+                f"{type(value).__name__} ({value!r}), not a str. Convert the column with "
+                ".astype('string') first."
+            )
+    return series
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclasses.dataclass
+class _Row:
+    label: Any
+    text: str | None
+    voice: str
+    keys: list[str]
+
+
+@dataclasses.dataclass
+class _Plan:
+    model: str
+    fmt: str
+    speed: float | None
+    max_chars: int
+    price: float | None
+    rows: list[_Row]
+    parts: dict[str, tuple[str, str]]  # key -> (part text, voice)
+    index_name: Any = None
+
+
+def _plan(
+    texts: Any,
+    column: Any,
+    *,
+    model: str,
+    voice: Any,
+    response_format: Any,
+    speed: Any,
+    max_chars: int | None,
+    client: Any,
+    func: str,
+) -> _Plan:
+    mp = _model_profile(_profile_of(client), model, func=func)
+    names = _check_voices(voice, mp, model, func)
+    fmt = _check_format(response_format, mp, model, func)
+    speed_value = _check_speed(speed, func)
+    limit = max_chars if max_chars is not None else (mp.max_chars if mp is not None else None)
+    if limit is None:
+        limit = 4096  # OpenAI's documented limit, for models the profile does not know
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidParameterError(
+            f"The 'max_chars' parameter of {func}() must be an int >= 1 (the longest text sent "
+            f"in one request). Got {max_chars!r}."
+        )
+    series = _texts(texts, column, func)
+    params = {"voice": None, "format": fmt, "speed": speed_value}
+    rows: list[_Row] = []
+    parts: dict[str, tuple[str, str]] = {}
+    split_cache: dict[str, list[str]] = {}
+    for label, value in zip(series.index, series.tolist(), strict=True):
+        text = None if _missing(value) else str(value)
+        if text is not None and text not in split_cache:
+            split_cache[text] = split_sentences(text, limit)
+        for name in names:
+            keys = []
+            for part in split_cache.get(text, []) if text is not None else []:
+                key = make_key(TASK, model, {**params, "voice": name}, part)
+                parts.setdefault(key, (part, name))
+                keys.append(key)
+            rows.append(_Row(label, text, name, keys))
+    return _Plan(
+        model=model,
+        fmt=fmt,
+        speed=speed_value,
+        max_chars=limit,
+        price=mp.price_per_1m_chars if mp is not None else None,
+        rows=rows,
+        parts=parts,
+        index_name=series.index.name,
+    )
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+class SpeechEstimate(ResultFrame):
+    """What :func:`speak` would send: characters, requests and cost per (text, voice).
+
+    Columns: ``text``, ``voice``, ``characters``, ``parts`` (requests for this row),
+    ``cached_parts``, ``billable_characters``, ``cost`` (USD, from the profile's price per
+    1M characters; NA when unknown) and ``status`` (``"pending"``, ``"cached"``, ``"empty"``).
+    Totals: :attr:`characters`, :attr:`billable_characters`, :attr:`requests`, :attr:`cost`.
+    """
+
+    @property
+    def characters(self) -> int:
+        """Characters of all non-empty texts (per voice)."""
+        return int(self.frame["characters"].sum())
+
+    @property
+    def billable_characters(self) -> int:
+        """Characters that would be sent (distinct parts not in the cache)."""
+        return int(self.meta["billable_characters"])
+
+    @property
+    def requests(self) -> int:
+        """Requests that would be sent (distinct parts not in the cache)."""
+        return int(self.meta["requests"])
+
+    @property
+    def cost(self) -> float | None:
+        """Estimated USD for the requests that would be sent (None when the price is unknown)."""
+        return self.meta["cost"]
+
+    def summary(self) -> str:
+        cost = "unknown cost" if self.cost is None else f"about ${self.cost:.4f}"
+        return (
+            f"SpeechEstimate: {len(self.frame)} clips, {self.characters:,} characters; "
+            f"{self.requests} requests for {self.billable_characters:,} uncached characters, "
+            f"{cost}"
+        )
+
+
+def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
+    rows = []
+    for row in plan.rows:
+        chars = len(row.text) if row.text is not None and row.keys else 0
+        hit = sum(k in cached for k in row.keys)
+        billable = sum(len(plan.parts[k][0]) for k in row.keys if k not in cached)
+        status = "empty" if not row.keys else ("cached" if hit == len(row.keys) else "pending")
+        rows.append((row.text, row.voice, chars, len(row.keys), hit, billable, status))
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "text",
+            "voice",
+            "characters",
+            "parts",
+            "cached_parts",
+            "billable_characters",
+            "status",
+        ],
+        index=pd.Index([r.label for r in plan.rows], name=plan.index_name),
+    )
+    price = plan.price
+    frame["cost"] = (
+        frame["billable_characters"] * (price / 1e6) if price is not None else float("nan")
+    )
+    todo = [k for k in plan.parts if k not in cached]
+    billable = sum(len(plan.parts[k][0]) for k in todo)
+    frame = _typed(frame, strings=("text", "voice", "status"))
+    frame = frame.astype(
+        {
+            "characters": "Int64",
+            "parts": "Int64",
+            "cached_parts": "Int64",
+            "billable_characters": "Int64",
+            "cost": "Float64",
+        }
+    )
+    return SpeechEstimate(
+        frame,
+        meta={
+            "requests": len(todo),
+            "billable_characters": billable,
+            "cost": None if price is None else billable * price / 1e6,
+            "model": plan.model,
+        },
+    )
+
+
+def _typed(frame: pd.DataFrame, strings: Sequence[str]) -> pd.DataFrame:
+    return frame.astype({c: STATUS_DTYPE for c in strings})
+
+
+def estimate_speech(
+    texts: Any,
+    column: Any = None,
+    *,
+    model: str = "Kokoro",
+    voice: str | Sequence[str] = "alloy",
+    response_format: str = "mp3",
+    speed: float | None = None,
+    max_chars: int | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> SpeechEstimate:
+    """Characters, requests and cost of a :func:`speak` call, without sending anything.
+
+    Parts already in the cache are not counted as billable. The price comes from the
+    provider profile (USD per 1M characters; Kokoro on deAPI: $0.77).
+
+    >>> import deapi_ds
+    >>> est = deapi_ds.estimate_speech(["Hi.", None, "Hi."], voice=["af_bella", "am_adam"])
+    >>> est.characters, est.requests, est.frame["status"].tolist()[2:4]
+    (12, 2, ['empty', 'empty'])
+    """
+    plan = _plan(
+        texts,
+        column,
+        model=model,
+        voice=voice,
+        response_format=response_format,
+        speed=speed,
+        max_chars=max_chars,
+        client=client,
+        func="estimate_speech",
+    )
+    store = resolve_cache(cache)
+    keys = list(plan.parts)
+    hits = {k for k, hit in zip(keys, store.contains(TASK, model, keys), strict=True) if hit}
+    return _estimate(plan, hits)
+
+
+# --------------------------------------------------------------------------- audio helpers
+
+
+def _duration(audio: bytes, fmt: str) -> float | None:
+    """Seconds of an encoded clip (None when it cannot be measured)."""
+    if fmt == "pcm":
+        return len(audio) / _PCM_BYTES_PER_SECOND
+    try:
+        return _media.probe(audio, name=f"speech.{fmt}").duration
+    except (ValueError, OSError):
+        return None
+
+
+def join_audio(parts: Sequence[bytes], fmt: str) -> bytes:
+    """Join encoded clips of one format into one clip of that format.
+
+    mp3, wav, flac and opus are decoded to PCM (at the first part's sample rate), concatenated
+    and re-encoded, so the result is a single valid file whose duration is the sum of the
+    parts'. aac (ADTS) and pcm are concatenated as they are.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if fmt in _CONCAT:
+        return b"".join(parts)
+    if fmt not in _REENCODE:
+        raise InvalidParameterError(f"Cannot join {fmt} clips; use one of {sorted(_REENCODE)}.")
+    name = f"part.{fmt}"
+    first, rate = _media._decode(parts[0], name)
+    pcm = [first]
+    for data in parts[1:]:
+        pcm.append(_media._decode(data, name, rate=rate)[0])
+    return _media._encode(np.concatenate(pcm, axis=1), rate, _REENCODE[fmt], None)
+
+
+def _safe_name(text: str, limit: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", ascii_text).strip("_").lower()
+    return slug[:limit].rstrip("_") or "clip"
+
+
+# --------------------------------------------------------------------------- result
+
+
+class SpeechResult(ResultFrame):
+    """Audio clips, one row per (text, voice), rendered with an inline ``<audio>`` player per row.
+
+    Columns: ``text``, ``voice``, ``format``, ``audio`` (bytes), ``duration`` (seconds, measured
+    locally), ``characters``, ``parts`` (requests the text took), ``status`` (``"ok"``,
+    ``"cached"``, ``"empty"``, ``"error"``), ``error_type``, ``error``, ``cached``.
+    With one voice the index is the input's index; with several, each input label repeats
+    once per voice (text-major order). :meth:`comparison` pivots voices into columns.
+    """
+
+    media = {"audio": "audio"}
+
+    def save(self, folder: str | Path, *, overwrite: bool = True) -> pd.Series:
+        """Write each clip to ``folder`` and return the paths (NA for rows without audio).
+
+        Names are ``<row number>_<voice>_<first words of the text>.<format>``, ASCII only, so
+        they are safe on every file system and sort in the frame's order.
+
+        >>> paths = result.save("clips")  # doctest: +SKIP
+        >>> paths.iloc[0]  # doctest: +SKIP
+        'clips/000_af_bella_hello_there.mp3'
+        """
+        out_dir = Path(folder)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        width = max(3, len(str(max(len(self.frame) - 1, 0))))
+        paths: list[Any] = []
+        for i, (text, voice, fmt, audio) in enumerate(
+            zip(
+                self.frame["text"].tolist(),
+                self.frame["voice"].tolist(),
+                self.frame["format"].tolist(),
+                self.frame["audio"].tolist(),
+                strict=True,
+            )
+        ):
+            if audio is None or _missing(audio):
+                paths.append(pd.NA)
+                continue
+            ext = _EXTENSIONS.get(fmt, fmt)
+            name = f"{i:0{width}d}_{_safe_name(voice, 20)}_{_safe_name(text or '')}.{ext}"
+            path = out_dir / name
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+            path.write_bytes(audio)
+            paths.append(str(path))
+        return pd.Series(paths, index=self.frame.index, name="path", dtype=STATUS_DTYPE)
+
+    def comparison(self) -> ResultFrame:
+        """One row per text and one audio column per voice: listen to voices side by side.
+
+        >>> out = deapi_ds.speak(["Hi.", "Bye."], voice=["af_bella", "bm_george"])  # doctest: +SKIP
+        >>> out.comparison().columns.tolist()  # doctest: +SKIP
+        ['text', 'af_bella', 'bm_george']
+        """
+        frame = self.frame
+        voices_in_order = list(dict.fromkeys(frame["voice"].tolist()))
+        n = len(voices_in_order)
+        texts = frame["text"].iloc[::n] if n else frame["text"]
+        wide = pd.DataFrame({"text": texts.to_numpy()}, index=frame.index[::n] if n else None)
+        wide["text"] = wide["text"].astype(STATUS_DTYPE)
+        for j, name in enumerate(voices_in_order):
+            wide[name] = pd.Series(frame["audio"].iloc[j::n].to_numpy(), index=wide.index)
+        wide["status"] = [
+            _combined_status(frame["status"].iloc[i * n : (i + 1) * n].tolist())
+            for i in range(len(wide))
+        ]
+        wide["status"] = wide["status"].astype(STATUS_DTYPE)
+
+        class _Comparison(ResultFrame):
+            media = {name: "audio" for name in voices_in_order}
+
+        _Comparison.__name__ = "SpeechComparison"
+        return _Comparison(wide, meta=self.meta)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .display import frame_html
+
+        html = frame_html(
+            self.frame, media=dict(self.media), max_media_bytes=INLINE_AUDIO_BUDGET
+        )
+        return {"text/plain": repr(self), "text/html": f"<p>{self.summary()}</p>{html}"}
+
+
+def _combined_status(statuses: list[str]) -> str:
+    """One status for a text spoken by several voices: the worst of them."""
+    for status in ("error", "empty", "ok"):
+        if status in statuses:
+            return status
+    return "cached"
+
+
+def _frame(plan: _Plan, outcomes: Mapping[str, tuple[bytes | None, float | None, BaseException | None]], cached: set[str]) -> pd.DataFrame:
+    records = []
+    for row in plan.rows:
+        record: dict[str, Any] = {
+            "text": row.text,
+            "voice": row.voice,
+            "format": plan.fmt,
+            "audio": None,
+            "duration": None,
+            "characters": len(row.text) if row.text is not None else 0,
+            "parts": len(row.keys),
+            "status": "ok",
+            "error_type": None,
+            "error": None,
+            "cached": False,
+        }
+        if not row.keys:
+            record.update(status="empty", characters=0)
+            records.append(record)
+            continue
+        failures = [outcomes[k][2] for k in row.keys if outcomes[k][2] is not None]
+        if failures:
+            exc = failures[0]
+            record.update(status="error", error_type=type(exc).__name__, error=str(exc))
+            records.append(record)
+            continue
+        pieces = [outcomes[k][0] for k in row.keys]
+        try:
+            audio = join_audio(pieces, plan.fmt)  # type: ignore[arg-type]
+        except (ValueError, OSError, RuntimeError) as exc:
+            record.update(
+                status="error",
+                error_type=type(exc).__name__,
+                error=f"The {len(pieces)} parts of this text could not be joined: {exc}",
+            )
+            records.append(record)
+            continue
+        if len(pieces) == 1 and outcomes[row.keys[0]][1] is not None:
+            duration = outcomes[row.keys[0]][1]
+        else:
+            duration = _duration(audio, plan.fmt)
+        all_cached = all(k in cached for k in row.keys)
+        record.update(
+            audio=audio,
+            duration=duration,
+            cached=all_cached,
+            status="cached" if all_cached else "ok",
+        )
+        records.append(record)
+    frame = pd.DataFrame.from_records(
+        records,
+        columns=[
+            "text",
+            "voice",
+            "format",
+            "audio",
+            "duration",
+            "characters",
+            "parts",
+            "status",
+            "error_type",
+            "error",
+            "cached",
+        ],
+        index=pd.Index([r.label for r in plan.rows], name=plan.index_name),
+    )
+    frame["audio"] = frame["audio"].astype(object)
+    frame = _typed(frame, strings=("text", "voice", "format"))
+    frame = frame.astype(
+        {"duration": "Float64", "characters": "Int64", "parts": "Int64", "cached": "boolean"}
+    )
+    return error_columns(frame)
+
+
+# --------------------------------------------------------------------------- speak
+
+
+async def aspeak(
+    texts: Any,
+    column: Any = None,
+    *,
+    model: str = "Kokoro",
+    voice: str | Sequence[str] = "alloy",
+    response_format: str = "mp3",
+    speed: float | None = None,
+    max_chars: int | None = None,
+    dry_run: bool = False,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+) -> SpeechResult | SpeechEstimate:
+    """Speak each text with each voice: a :class:`SpeechResult` with one audio clip per row.
+
+    ``texts`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
+    name or a list of them (texts x voices rows: a comparison table in one call; see
+    :func:`voices`). ``response_format`` is one of the profile's formats (mp3, wav, flac, opus
+    for Kokoro per the seed document). Texts longer than ``max_chars`` (default: the model's
+    limit in the profile) are split at sentence boundaries, and the parts are joined back into
+    one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
+    part is requested once and cached per (part, voice, format, speed, model); a rerun sends
+    nothing for cached parts. ``dry_run=True`` returns a :class:`SpeechEstimate` instead (see
+    :func:`estimate_speech`) and sends nothing.
+
+    Everything is checked before any request: an unknown voice or format raises
+    :class:`~deapi_ds.InvalidParameterError` naming the valid ones. A failed request becomes
+    its row's ``status="error"`` with ``error_type`` and ``error``.
+
+    >>> import deapi_ds
+    >>> emu = deapi_ds.use_emulator()
+    >>> out = await deapi_ds.aspeak(["Good morning.", None], voice="af_bella")
+    >>> out["status"].tolist(), out["duration"].iloc[0] > 0
+    (['ok', 'empty'], True)
+    """
+    plan = _plan(
+        texts,
+        column,
+        model=model,
+        voice=voice,
+        response_format=response_format,
+        speed=speed,
+        max_chars=max_chars,
+        client=client,
+        func="speak",
+    )
+    store = resolve_cache(cache)
+    keys = list(plan.parts)
+    found = (
+        store.lookup(TASK, model, keys, columns=["audio", "duration"])
+        if keys
+        else pa.table({"key": pa.array([], pa.string())})
+    )
+    if dry_run:
+        return _estimate(plan, set(found["key"].to_pylist()))
+    aclient = resolve_client(client)
+    outcomes: dict[str, tuple[bytes | None, float | None, BaseException | None]] = {}
+    cached: set[str] = set()
+    if found.num_rows:
+        durations = (
+            found["duration"].to_pylist()
+            if "duration" in found.column_names
+            else [None] * found.num_rows
+        )
+        for key, audio, seconds in zip(
+            found["key"].to_pylist(), found["audio"].to_pylist(), durations, strict=True
+        ):
+            if audio:
+                outcomes[key] = (audio, seconds, None)
+                cached.add(key)
+    todo = [k for k in keys if k not in cached]
+
+    from . import display
+
+    bar = display.progress(
+        len(keys),
+        desc=f"speak ({model})",
+        unit="clip",
+        disable=None if progress is None else not progress,
+    )
+    bar.set_cached(len(cached))
+    previous_on_wait = aclient.engine.on_wait
+    aclient.engine.on_wait = bar.waiting
+
+    async def worker(key: str) -> tuple[bytes, float | None]:
+        part, name = plan.parts[key]
+        result = await aclient.speech(
+            part, model=model, voice=name, response_format=plan.fmt, speed=plan.speed
+        )
+        if not result.audio:
+            raise ResponseValidationError(
+                "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
+            )
+        return result.audio, _duration(result.audio, plan.fmt)
+
+    def on_done(
+        key: str, result: tuple[bytes, float | None] | None, error: BaseException | None
+    ) -> None:
+        if error is not None or result is None:
+            outcomes[key] = (None, None, error)
+            bar.update(1, failed=1)
+            return
+        audio, seconds = result
+        outcomes[key] = (audio, seconds, None)
+        _write(
+            store,
+            model,
+            pa.table(
+                {
+                    "key": [key],
+                    "audio": pa.array([audio], pa.binary()),
+                    "duration": pa.array([seconds], pa.float64()),
+                    "characters": pa.array([len(plan.parts[key][0])], pa.int64()),
+                }
+            ),
+        )
+        bar.update(1)
+
+    try:
+        await map_batches(todo, worker, on_done=on_done, limit=aclient.engine.max_concurrency)
+    finally:
+        aclient.engine.on_wait = previous_on_wait
+        bar.close()
+    frame = _frame(plan, outcomes, cached)
+    return SpeechResult(
+        frame,
+        meta={"model": model, "format": plan.fmt, "requests": len(todo), "cached": len(cached)},
+    )
+
+
+speak = syncify(aspeak)
+
+
+def _write(store: Any, model: str, table: pa.Table) -> None:
+    """Cache one paid-for result; a cache that cannot be written warns instead of losing the run."""
+    try:
+        store.write(TASK, model, table)
+    except CacheError as exc:
+        warnings.warn(f"speak(): a result could not be cached: {exc}", CacheWarning, stacklevel=2)

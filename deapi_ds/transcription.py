@@ -1,0 +1,1562 @@
+"""Transcription: a folder (or a list) of audio and video files into tidy DataFrames.
+
+>>> import deapi_ds
+>>> deapi_ds.use_emulator()
+>>> res = deapi_ds.transcribe_folder("interviews/")          # doctest: +SKIP
+>>> res.files[["file", "duration", "language", "status"]]    # one row per file, always
+>>> res.segments.head()                                      # file, segment, start, end, text, ...
+>>> res.words.head()                                         # file, segment, word, start, end
+>>> res.to_srt("interviews/ann.mp3", path="ann.srt")
+
+How a call works:
+
+1. Every input becomes a row of ``files``: paths are read and hashed, bytes are hashed; empty,
+   unreadable and missing inputs become ``error``/``skipped`` rows at once.
+2. Each file's cache key is (model, language, response_format, word_timestamps, the file's
+   bytes): a renamed or moved file is a cache hit, and identical files in one run are sent once.
+3. Missing files are probed locally (duration, audio stream; non-audio and corrupt files become
+   error rows), then reduced to what must be uploaded by :func:`deapi_ds._media.prepare_upload`:
+   a video becomes its audio track when that is smaller, and anything still over the upload
+   limit (the provider profile's, 80 MB on deAPI; ``max_upload_mb=`` or the ``max_upload_mb``
+   setting override it) is split into chunks. Chunks are sent concurrently (the engine keeps the
+   rate limit), each cached as it returns, and stitched back with timestamps offset to the
+   original file and the overlap de-duplicated.
+4. The progress bar counts audio seconds (with an ETA); cached files count at once.
+
+Files whose extension is not an accepted audio/video extension are not listed by
+:func:`transcribe_folder` (their count is ``result.meta["ignored"]``); hidden files and folders
+are skipped; symbolic links are followed, but each real folder is walked once, so link loops
+cannot hang the walk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import json
+import math
+import os
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import _media
+from ._cache import USE_DEFAULT, make_key, resolve_cache
+from ._client import AsyncClient, Client, Transcription
+from ._config import get_config
+from ._engine import RetryPolicy
+from ._exceptions import (
+    CacheError,
+    InvalidParameterError,
+    ResponseValidationError,
+)
+from ._profiles import get_profile
+from ._result import STATUS_DTYPE, ResultFrame
+from ._tasks import map_batches, resolve_client, syncify
+
+__all__ = [
+    "TranscriptionResult",
+    "atranscribe",
+    "atranscribe_folder",
+    "transcribe",
+    "transcribe_folder",
+]
+
+TASK = "audio.transcriptions"
+_FORMATS = ("verbose_json", "json", "text")
+
+FILE_COLUMNS = (
+    "file", "path", "name", "size", "duration", "language", "text", "n_segments", "status",
+    "error_type", "error", "retryable", "model", "cached", "chunks",
+)  # fmt: skip
+SEGMENT_QUALITY = ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
+
+# --- what the cache stores (structured columns, readable with pd.read_parquet) ---------------
+_SEGMENT_TYPE = pa.struct(
+    [
+        ("id", pa.int64()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("text", pa.string()),
+        ("avg_logprob", pa.float64()),
+        ("no_speech_prob", pa.float64()),
+        ("compression_ratio", pa.float64()),
+        ("temperature", pa.float64()),
+        ("speaker", pa.string()),
+    ]
+)
+_WORD_TYPE = pa.struct(
+    [
+        ("segment", pa.int64()),
+        ("word", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("probability", pa.float64()),
+    ]
+)
+_CACHE_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("unit", pa.string()),  # "file" or "chunk"
+        ("text", pa.string()),
+        ("language", pa.string()),
+        ("duration", pa.float64()),  # measured locally (file) or the chunk's length
+        ("api_duration", pa.float64()),
+        ("response_format", pa.string()),
+        ("chunks", pa.int64()),
+        ("segments", pa.list_(_SEGMENT_TYPE)),
+        ("words", pa.list_(_WORD_TYPE)),
+        ("params", pa.string()),
+    ]
+)
+
+# Whisper's language names (as OpenAI's verbose_json reports them) -> ISO 639-1 codes.
+_LANGUAGE_CODES = {
+    "english": "en", "chinese": "zh", "german": "de", "spanish": "es", "russian": "ru",
+    "korean": "ko", "french": "fr", "japanese": "ja", "portuguese": "pt", "turkish": "tr",
+    "polish": "pl", "catalan": "ca", "dutch": "nl", "arabic": "ar", "swedish": "sv",
+    "italian": "it", "indonesian": "id", "hindi": "hi", "finnish": "fi", "vietnamese": "vi",
+    "hebrew": "he", "ukrainian": "uk", "greek": "el", "malay": "ms", "czech": "cs",
+    "romanian": "ro", "danish": "da", "hungarian": "hu", "tamil": "ta", "norwegian": "no",
+    "thai": "th", "urdu": "ur", "croatian": "hr", "bulgarian": "bg", "lithuanian": "lt",
+    "latin": "la", "maori": "mi", "malayalam": "ml", "welsh": "cy", "slovak": "sk",
+    "telugu": "te", "persian": "fa", "latvian": "lv", "bengali": "bn", "serbian": "sr",
+    "azerbaijani": "az", "slovenian": "sl", "kannada": "kn", "estonian": "et",
+    "macedonian": "mk", "breton": "br", "basque": "eu", "icelandic": "is", "armenian": "hy",
+    "nepali": "ne", "mongolian": "mn", "bosnian": "bs", "kazakh": "kk", "albanian": "sq",
+    "swahili": "sw", "galician": "gl", "marathi": "mr", "punjabi": "pa", "sinhala": "si",
+    "khmer": "km", "shona": "sn", "yoruba": "yo", "somali": "so", "afrikaans": "af",
+    "occitan": "oc", "georgian": "ka", "belarusian": "be", "tajik": "tg", "sindhi": "sd",
+    "gujarati": "gu", "amharic": "am", "yiddish": "yi", "lao": "lo", "uzbek": "uz",
+    "faroese": "fo", "haitian creole": "ht", "pashto": "ps", "turkmen": "tk", "nynorsk": "nn",
+    "maltese": "mt", "sanskrit": "sa", "luxembourgish": "lb", "myanmar": "my", "tibetan": "bo",
+    "tagalog": "tl", "malagasy": "mg", "assamese": "as", "tatar": "tt", "hawaiian": "haw",
+    "lingala": "ln", "hausa": "ha", "bashkir": "ba", "javanese": "jw", "sundanese": "su",
+    "cantonese": "yue", "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht",
+    "letzeburgesch": "lb", "pushto": "ps", "panjabi": "pa", "moldavian": "ro", "moldovan": "ro",
+    "sinhalese": "si", "castilian": "es", "mandarin": "zh", "filipino": "tl",
+}  # fmt: skip
+_ISO_CODES = frozenset(_LANGUAGE_CODES.values())
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}$")
+# container names reported by probe() -> an extension the upload may carry
+_CONTAINER_EXT = {"matroska": "mkv", "mov": "mov", "adts": "aac", "mpeg": "mpeg"}
+
+
+def normalize_language(value: Any) -> str | None:
+    """An ISO 639-1 code for what the API reported (``"english"`` -> ``"en"``), else as given.
+
+    >>> normalize_language("English"), normalize_language("de"), normalize_language(None)
+    ('en', 'de', None)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    low = text.lower().replace("_", "-")
+    if low in _ISO_CODES:
+        return low
+    if low in _LANGUAGE_CODES:
+        return _LANGUAGE_CODES[low]
+    base = low.split("-")[0]
+    if len(base) in (2, 3) and base.isalpha() and "-" in low:
+        return base  # "en-US" -> "en"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclasses.dataclass
+class _Item:
+    """One row of ``files``."""
+
+    pos: int
+    file: str
+    path: str | None = None
+    data: bytes | None = None
+    name: str | None = None
+    size: int | None = None
+    key: str | None = None
+    duration: float | None = None
+    status: str = "pending"
+    error_type: str | None = None
+    error: str | None = None
+    retryable: bool | None = None
+    record: dict[str, Any] | None = None
+    chunks: int | None = None
+
+    def fail(
+        self, exc: BaseException | str, *, error_type: str | None = None, retryable: bool = False
+    ) -> None:
+        self.status = "error"
+        if isinstance(exc, BaseException):
+            self.error_type = error_type or type(exc).__name__
+            self.error = _message(exc)
+            self.retryable = _retryable(exc)
+        else:
+            self.error_type = error_type or "Error"
+            self.error = exc
+            self.retryable = retryable
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Could running the same call again help? (server-side and network trouble: yes)."""
+    if isinstance(exc, ResponseValidationError):
+        return True
+    return RetryPolicy.is_retryable(exc)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str | bytes | bytearray | memoryview | os.PathLike):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_series(data: Any, column: Any, func: str) -> pd.Series:
+    if isinstance(data, pd.DataFrame):
+        if column is None:
+            if data.shape[1] == 1:
+                return data.iloc[:, 0]
+            raise InvalidParameterError(
+                f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds the "
+                f"paths or bytes: {func}(df, 'column'). Available columns: {list(data.columns)}."
+            )
+        if isinstance(column, pd.Series):
+            return column
+        if column not in data.columns:
+            raise InvalidParameterError(
+                f"Column {column!r} not found. Available columns: {list(data.columns)}."
+            )
+        return data[column]
+    if column is not None:
+        raise InvalidParameterError(
+            f"{func}(data, column) takes a column only when data is a DataFrame; got "
+            f"{type(data).__name__}."
+        )
+    if isinstance(data, pd.Series):
+        return data
+    if isinstance(data, str | os.PathLike | bytes | bytearray | memoryview):
+        if isinstance(data, str | os.PathLike) and os.path.isdir(data):
+            raise InvalidParameterError(
+                f"{func}() got the folder {os.fspath(data)!r}; use "
+                f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
+            )
+        return pd.Series([data], dtype=object)
+    try:
+        values = list(data)
+    except TypeError:
+        raise InvalidParameterError(
+            f"{func}() takes a list or Series of paths or bytes, or a DataFrame and a column "
+            f"name; got {type(data).__name__}."
+        ) from None
+    return pd.Series(values, dtype=object)
+
+
+def _items_from_series(series: pd.Series) -> list[_Item]:
+    items: list[_Item] = []
+    seen: Counter[str] = Counter()
+    for pos, (label, value) in enumerate(zip(series.index, series.tolist(), strict=True)):
+        if isinstance(value, str | os.PathLike) and not _is_missing(value):
+            path = os.fspath(value)
+            path = path if isinstance(path, str) else path.decode(errors="replace")
+            file = path
+            item = _Item(pos, file, path=path, name=os.path.basename(path) or path)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            file = f"bytes[{label}]"
+            item = _Item(pos, file, data=bytes(value), name=file, size=len(value))
+        else:
+            item = _Item(pos, f"row[{label}]")
+            if _is_missing(value):
+                item.status = "skipped"
+                item.error_type = "MissingValue"
+                item.error = f"Row {label!r} has no file (the value is missing)."
+            else:
+                item.fail(
+                    f"Row {label!r} is a {type(value).__name__}, not a path or bytes: {value!r:.80}.",
+                    error_type="InvalidInput",
+                )
+        seen[item.file] += 1
+        if seen[item.file] > 1:  # keep `file` unique: it is what segments and words join on
+            item.file = f"{item.file} #{seen[item.file]}"
+        items.append(item)
+    return items
+
+
+def _check_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
+    if extensions is None:
+        return _media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS
+    if isinstance(extensions, str):
+        extensions = [extensions]
+    out = set()
+    for ext in extensions:
+        if not isinstance(ext, str) or not ext.strip(". "):
+            raise InvalidParameterError(
+                f"extensions must be file extensions such as '.mp3' or 'wav'. Got {ext!r}."
+            )
+        ext = ext.strip().lower()
+        out.add(ext if ext.startswith(".") else f".{ext}")
+    return frozenset(out)
+
+
+def _walk(
+    root: str,
+    *,
+    pattern: str,
+    recursive: bool,
+    extensions: frozenset[str],
+    include_hidden: bool,
+) -> tuple[list[tuple[str, str]], int]:
+    """Sorted (relative posix path, full path) of the matching files, and the ignored count.
+
+    Symbolic links are followed, but every real folder is visited once, so a link loop (or a
+    link back to a parent) cannot hang the walk.
+    """
+    found: list[tuple[str, str]] = []
+    ignored = 0
+    visited: set[tuple[int, int]] = set()
+    try:
+        st = os.stat(root)
+        visited.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        keep = []
+        for d in sorted(dirnames):
+            if not include_hidden and d.startswith("."):
+                continue
+            full = os.path.join(dirpath, d)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue  # broken link to a folder
+            ident = (st.st_dev, st.st_ino)
+            if ident in visited:
+                continue  # a link loop or a second link to a folder already walked
+            visited.add(ident)
+            keep.append(d)
+        dirnames[:] = keep if recursive else []
+        for name in filenames:
+            if not include_hidden and name.startswith("."):
+                continue
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if os.path.splitext(name)[1].lower() not in extensions:
+                ignored += 1
+                continue
+            target = rel if "/" in pattern else name
+            if not fnmatch.fnmatch(target, pattern):
+                continue
+            found.append((rel, full))
+    found.sort(key=lambda pair: pair[0])
+    return found, ignored
+
+
+# --------------------------------------------------------------------------------------------
+# turning API answers into records (no I/O)
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _int(value: Any) -> int | None:
+    number = _num(value)
+    return None if number is None else int(number)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _segment_of(
+    start: float | None, end: float | None, segments: Sequence[Mapping[str, Any]]
+) -> int | None:
+    if start is None and end is None:
+        return None
+    t = start if end is None else end if start is None else (start + end) / 2
+    for seg in segments:
+        s, e = seg.get("start"), seg.get("end")
+        if s is not None and e is not None and s - 1e-6 <= t <= e + 1e-6:
+            return int(seg["id"])
+    return None
+
+
+def _record_from_response(tr: Transcription, response_format: str) -> dict[str, Any]:
+    """A normalized record: segments numbered 0..n-1 and words (each with its segment or None).
+
+    Missing timestamps stay None. Words nested in segments keep their segment; top-level words
+    are assigned by time, and a word without times gets its neighbours' segment when both
+    neighbours agree (else None).
+    """
+    raw_segments = tr.segments if isinstance(tr.segments, list) else []
+    segments: list[dict[str, Any]] = []
+    words: list[dict[str, Any]] = []
+    nested = False
+    for i, seg in enumerate(raw_segments):
+        if not isinstance(seg, Mapping):
+            raise ResponseValidationError(f"Segment {i} of the transcription is not an object.")
+        out = {
+            "id": i,
+            "start": _num(seg.get("start")),
+            "end": _num(seg.get("end")),
+            "text": str(seg.get("text") or "").strip(),
+            "speaker": _str(seg.get("speaker")),
+        }
+        for name in SEGMENT_QUALITY:
+            out[name] = _num(seg.get(name))
+        segments.append(out)
+        if isinstance(seg.get("words"), list):
+            nested = True
+            for w in seg["words"]:
+                if isinstance(w, Mapping):
+                    words.append(_word(w, i))
+    if not nested:
+        top = [w for w in (tr.words or []) if isinstance(w, Mapping)]
+        assigned = [
+            _word(w, _segment_of(_num(w.get("start")), _num(w.get("end")), segments)) for w in top
+        ]
+        for j, w in enumerate(assigned):
+            if w["segment"] is None and w["start"] is None and w["end"] is None:
+                before = next(
+                    (x["segment"] for x in reversed(assigned[:j]) if x["segment"] is not None), None
+                )
+                after = next(
+                    (x["segment"] for x in assigned[j + 1 :] if x["segment"] is not None), None
+                )
+                if before is not None and (after is None or after == before):
+                    w["segment"] = before
+        words = assigned
+    text = tr.text if isinstance(tr.text, str) else str(tr.text or "")
+    if response_format == "text":
+        text = text.strip()
+    return {
+        "text": text.strip(),
+        "language": normalize_language(tr.language),
+        "api_duration": _num(tr.duration),
+        "response_format": response_format,
+        "segments": segments,
+        "words": words,
+    }
+
+
+def _word(w: Mapping[str, Any], segment: int | None) -> dict[str, Any]:
+    return {
+        "segment": segment,
+        "word": str(w.get("word") if w.get("word") is not None else w.get("text") or "").strip(),
+        "start": _num(w.get("start")),
+        "end": _num(w.get("end")),
+        "probability": _num(w.get("probability")),
+    }
+
+
+def _stitch(parts: Sequence[tuple[_media.Chunk, dict[str, Any]]]) -> dict[str, Any]:
+    """Join chunk records onto the original file's timeline (offsets, overlap de-dup)."""
+    pairs = []
+    loose: list[dict[str, Any]] = []
+    for chunk, rec in parts:
+        by_seg: dict[int, list[dict[str, Any]]] = {}
+        for order, w in enumerate(rec["words"]):
+            w = {**w, "_chunk": chunk.index, "_ord": order}
+            if w["segment"] is None:
+                for k in ("start", "end"):
+                    if w[k] is not None:
+                        w[k] = w[k] + chunk.start
+                loose.append(w)
+            else:
+                by_seg.setdefault(int(w["segment"]), []).append(w)
+        segs = [{**s, "words": by_seg.get(int(s["id"]), [])} for s in rec["segments"]]
+        pairs.append((chunk, segs))
+    stitched = _media.stitch_segments(pairs)
+    segments, words = [], []
+    for seg in stitched:
+        for w in seg.pop("words", []) or []:
+            words.append({**w, "segment": int(seg["id"])})
+        segments.append(seg)
+    words.extend(loose)
+    words.sort(key=lambda w: (w["_chunk"], w["_ord"]))
+    for w in words:
+        w.pop("_chunk", None)
+        w.pop("_ord", None)
+    recs = [rec for _, rec in parts]
+    if segments:
+        text = " ".join(s["text"] for s in segments if s["text"])
+    else:
+        text = " ".join(r["text"] for r in recs if r["text"])
+    languages = Counter(r["language"] for r in recs if r["language"])
+    durations = [r["api_duration"] for r in recs]
+    return {
+        "text": text,
+        "language": languages.most_common(1)[0][0] if languages else None,
+        "api_duration": None if any(d is None for d in durations) else float(sum(durations)),
+        "response_format": recs[0]["response_format"] if recs else None,
+        "segments": segments,
+        "words": words,
+    }
+
+
+def _cache_table(
+    rows: Sequence[tuple[str, str, dict[str, Any], float | None, int]], params: str
+) -> pa.Table:
+    def seg(s: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: s.get(name) for name in _SEGMENT_TYPE.names}
+
+    def word(w: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: w.get(name) for name in _WORD_TYPE.names}
+
+    return pa.Table.from_pylist(
+        [
+            {
+                "key": key,
+                "unit": unit,
+                "text": rec["text"],
+                "language": rec["language"],
+                "duration": duration,
+                "api_duration": rec["api_duration"],
+                "response_format": rec["response_format"],
+                "chunks": chunks,
+                "segments": [seg(s) for s in rec["segments"]],
+                "words": [word(w) for w in rec["words"]],
+                "params": params,
+            }
+            for key, unit, rec, duration, chunks in rows
+        ],
+        schema=_CACHE_SCHEMA,
+    )
+
+
+def _records_from_cache(table: pa.Table) -> dict[str, dict[str, Any]]:
+    out = {}
+    for row in table.to_pylist():
+        out[row["key"]] = {
+            "text": row.get("text") or "",
+            "language": row.get("language"),
+            "api_duration": row.get("api_duration"),
+            "response_format": row.get("response_format"),
+            "segments": [dict(s) for s in row.get("segments") or []],
+            "words": [dict(w) for w in row.get("words") or []],
+            "duration": row.get("duration"),
+            "chunks": row.get("chunks"),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the task
+
+
+def _resolve_options(
+    aclient: AsyncClient,
+    client: Any,
+    *,
+    model: Any,
+    language: Any,
+    response_format: Any,
+    word_timestamps: Any,
+    max_upload_mb: Any,
+    concurrency: Any,
+    func: str,
+) -> dict[str, Any]:
+    if not isinstance(model, str) or not model:
+        raise InvalidParameterError(
+            f"The 'model' parameter of {func}() must be a model id such as 'WhisperLargeV3'. Got {model!r}."
+        )
+    settings = aclient.settings if client is not None else get_config()
+    profile = get_profile(settings)
+    mp = profile.model(model)
+    if mp is not None:
+        profile.require_task(model, "audio2text", func=func)
+    if response_format not in _FORMATS:
+        hint = (
+            " For subtitles, transcribe with 'verbose_json' and call .to_srt() / .to_vtt()."
+            if response_format in ("srt", "vtt")
+            else ""
+        )
+        raise InvalidParameterError(
+            f"The 'response_format' parameter of {func}() must be one of {list(_FORMATS)}. "
+            f"Got {response_format!r}.{hint}"
+        )
+    requested_format = response_format
+    if response_format == "verbose_json" and mp is not None and not mp.verbose_json:
+        response_format = "json"
+    if language is not None:
+        if not isinstance(language, str) or not _LANGUAGE_RE.match(language.strip()):
+            raise InvalidParameterError(
+                f"The 'language' parameter of {func}() must be an ISO-639-1 code such as 'en' or "
+                f"'de' (or None to detect it). Got {language!r}."
+            )
+        language = language.strip().lower()
+    if word_timestamps is None:
+        word_timestamps = bool(
+            mp is not None and mp.word_timestamps and response_format == "verbose_json"
+        )
+    elif not isinstance(word_timestamps, bool):
+        raise InvalidParameterError(
+            f"The 'word_timestamps' parameter of {func}() must be True, False or None. Got {word_timestamps!r}."
+        )
+    elif word_timestamps:
+        if response_format != "verbose_json":
+            raise InvalidParameterError(
+                f"word_timestamps=True needs response_format='verbose_json' (got {response_format!r})."
+            )
+        if mp is not None and not mp.word_timestamps:
+            able = [m.id for m in profile.models.values() if m.word_timestamps]
+            raise InvalidParameterError(
+                f"Model {model!r} gives segment timestamps only; word_timestamps=True needs one of "
+                f"{able}, e.g. {func}(..., model={able[0]!r})."
+                if able
+                else f"Model {model!r} gives segment timestamps only; pass word_timestamps=False."
+            )
+    if max_upload_mb is not None:
+        if (
+            isinstance(max_upload_mb, bool)
+            or not isinstance(max_upload_mb, int | float)
+            or not max_upload_mb > 0
+        ):
+            raise InvalidParameterError(
+                f"The 'max_upload_mb' parameter of {func}() must be a positive number of megabytes. Got {max_upload_mb!r}."
+            )
+        max_bytes = int(max_upload_mb * 1024 * 1024)
+    else:
+        max_bytes = profile.max_upload_bytes or 2**62
+    limit = aclient.engine.max_concurrency
+    if concurrency is not None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidParameterError(
+                f"The 'concurrency' parameter of {func}() must be an int >= 1. Got {concurrency!r}."
+            )
+        limit = concurrency
+    return {
+        "model": model,
+        "language": language,
+        "response_format": response_format,
+        "requested_format": requested_format,
+        "word_timestamps": word_timestamps,
+        "max_bytes": max_bytes,
+        "concurrency": limit,
+        "settings": settings,
+        "model_verbose": mp is None or mp.verbose_json,
+    }
+
+
+async def _run(
+    items: list[_Item],
+    index: pd.Index,
+    *,
+    func: str,
+    model: str,
+    language: str | None,
+    response_format: str,
+    word_timestamps: bool | None,
+    max_upload_mb: float | None,
+    client: Client | AsyncClient | None,
+    cache: Any,
+    progress: bool | None,
+    concurrency: int | None,
+    keep_audio: bool,
+    meta: dict[str, Any],
+) -> TranscriptionResult:
+    aclient = resolve_client(client)
+    opts = _resolve_options(
+        aclient, client, model=model, language=language, response_format=response_format,
+        word_timestamps=word_timestamps, max_upload_mb=max_upload_mb, concurrency=concurrency,
+        func=func,
+    )  # fmt: skip
+    model, fmt, words_on = opts["model"], opts["response_format"], opts["word_timestamps"]
+    settings = opts["settings"]
+    store = resolve_cache(cache, settings=settings)
+    params = {"language": opts["language"], "response_format": fmt, "word_timestamps": words_on}
+    params_text = json.dumps(params, sort_keys=True)
+    chunk_params = {**params, "unit": "chunk"}
+    io_limit = anyio.CapacityLimiter(8)
+    cpu_limit = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+    kept: dict[str, bytes] = {}
+
+    # 1. read + hash -----------------------------------------------------------------------
+    def read(item: _Item) -> bytes:
+        if item.data is not None:
+            return item.data
+        assert item.path is not None
+        if os.path.isdir(item.path):
+            raise IsADirectoryError(f"{item.path} is a folder, not a file")
+        with open(item.path, "rb") as fh:
+            return fh.read()
+
+    def hash_one(item: _Item) -> None:
+        try:
+            data = read(item)
+        except OSError as exc:
+            item.fail(exc, error_type=type(exc).__name__)
+            item.error = f"{item.file}: cannot read the file ({exc.strerror or exc})."
+            return
+        item.size = len(data)
+        if not data:
+            item.fail(f"{item.file}: the file is empty (0 bytes).", error_type="MediaError")
+            return
+        item.key = make_key(TASK, model, params, data)
+        if keep_audio and item.path is not None:
+            kept[item.file] = data
+
+    pending = [it for it in items if it.status == "pending"]
+
+    async def hash_async(item: _Item) -> None:
+        await anyio.to_thread.run_sync(hash_one, item, limiter=io_limit)
+
+    async with anyio.create_task_group() as tg:
+        for item in pending:
+            tg.start_soon(hash_async, item)
+
+    # 2. cache lookup ------------------------------------------------------------------------
+    keyed = [it for it in items if it.status == "pending" and it.key]
+    unique_keys = list(dict.fromkeys(it.key for it in keyed))
+    found: dict[str, dict[str, Any]] = {}
+    if unique_keys:
+        try:
+            table = store.lookup(TASK, model, unique_keys)
+        except CacheError as exc:
+            warnings.warn(
+                f"deapi_ds: the cache could not be read ({exc}); transcribing everything.",
+                stacklevel=3,
+            )
+            table = pa.table({"key": pa.array([], pa.string())})
+        if table.num_rows and "unit" in table.column_names:
+            found = {k: r for k, r in _records_from_cache(table).items()}
+    for item in keyed:
+        rec = found.get(item.key)  # type: ignore[arg-type]
+        if rec is not None:
+            item.status, item.record = "cached", rec
+            item.duration, item.chunks = rec["duration"], rec["chunks"]
+
+    # 3. probe what must be sent -------------------------------------------------------------
+    groups: dict[str, list[_Item]] = {}
+    for item in keyed:
+        if item.status == "pending":
+            groups.setdefault(item.key, []).append(item)  # type: ignore[arg-type]
+
+    def probe_one(group: list[_Item]) -> None:
+        lead = group[0]
+        try:
+            data = read(lead)
+            info = _media.probe(data, name=lead.name or lead.file)
+        except OSError as exc:
+            for it in group:
+                it.fail(exc)
+            return
+        except (_media.MediaError, ValueError) as exc:
+            for it in group:
+                it.fail(exc, error_type="MediaError")
+            return
+        for it in group:
+            it.duration = info.duration
+            if it.data is not None and it.path is None:  # bytes: give the upload an extension
+                ext = _CONTAINER_EXT.get(info.container, info.container)
+                if f".{ext}" in (_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS):
+                    it.name = f"{it.file}.{ext}"
+
+    async def probe_async(group: list[_Item]) -> None:
+        await anyio.to_thread.run_sync(probe_one, group, limiter=cpu_limit)
+
+    async with anyio.create_task_group() as tg:
+        for group in groups.values():
+            tg.start_soon(probe_async, group)
+    work = [g for g in groups.values() if g[0].status == "pending"]
+
+    # 4. send ---------------------------------------------------------------------------------
+    from .display import progress as make_progress
+
+    show = settings.progress if progress is None else bool(progress)
+    cached_seconds = sum(it.duration or 0.0 for it in items if it.status == "cached")
+    todo_seconds = sum(g[0].duration or 0.0 for g in work)
+    bar = make_progress(
+        round(cached_seconds + todo_seconds, 1),
+        desc=f"transcribe {model}",
+        unit="s",
+        disable=not show,
+    )
+    bar.set_cached(round(cached_seconds, 1))
+    counted: dict[str, float] = {}
+    stats = {"requests": 0, "chunks_cached": 0}
+    sem = anyio.Semaphore(opts["concurrency"])
+    granularities = (["word", "segment"] if words_on else None) if fmt == "verbose_json" else None
+
+    def advance(key: str, seconds: float, failed: int = 0) -> None:
+        counted[key] = counted.get(key, 0.0) + seconds
+        bar.update(round(seconds, 3), failed=failed)
+
+    async def write(rows: list[tuple[str, str, dict[str, Any], float | None, int]]) -> None:
+        table = _cache_table(rows, params_text)
+        try:
+            await anyio.to_thread.run_sync(store.write, TASK, model, table)
+        except (CacheError, OSError, ValueError) as exc:
+            warnings.warn(
+                f"deapi_ds: a transcription could not be cached ({exc}); it will be sent again "
+                "next time.",
+                stacklevel=2,
+            )
+
+    async def send(chunk: _media.Chunk, stem: str, chunk_fmt: str) -> dict[str, Any]:
+        async with sem:
+            stats["requests"] += 1
+            tr = await aclient.transcribe(
+                chunk.data,
+                filename=chunk.filename(stem),
+                model=model,
+                response_format=chunk_fmt,
+                language=opts["language"],
+                timestamp_granularities=granularities if chunk_fmt == "verbose_json" else None,
+            )
+        return _record_from_response(tr, chunk_fmt)
+
+    async def worker(group: list[_Item]) -> dict[str, Any]:
+        lead = group[0]
+        key = lead.key
+        assert key is not None
+        data = await anyio.to_thread.run_sync(read, lead, limiter=io_limit)
+        name = lead.name or lead.file
+        try:
+            chunks = await anyio.to_thread.run_sync(
+                functools.partial(
+                    _media.prepare_upload, data, name=name, max_bytes=opts["max_bytes"]
+                ),
+                limiter=cpu_limit,
+            )
+        except _media.MediaError:
+            raise
+        except ValueError as exc:
+            raise _media.MediaError(
+                name,
+                f"cannot be split under the upload limit of {opts['max_bytes'] / 2**20:.2f} MB "
+                f"({exc}); raise max_upload_mb",
+            ) from exc
+        del data
+        stem = os.path.splitext(os.path.basename(name))[0] or "audio"
+        for it in group:
+            it.chunks = len(chunks)
+        if len(chunks) == 1:
+            rec = await send(chunks[0], stem, fmt)
+            rec["chunks"] = 1
+            return rec
+        # several chunks: ask for segments (needed to stitch) whenever the model has them
+        chunk_fmt = "verbose_json" if opts["model_verbose"] else fmt
+        ckeys = [make_key(TASK, model, chunk_params, c.data) for c in chunks]
+        results: dict[int, dict[str, Any]] = {}
+        try:
+            got = store.lookup(TASK, model, ckeys)
+            cached = _records_from_cache(got) if got.num_rows and "unit" in got.column_names else {}
+        except CacheError:
+            cached = {}
+        for c, ck in zip(chunks, ckeys, strict=True):
+            if ck in cached:
+                results[c.index] = cached[ck]
+                stats["chunks_cached"] += 1
+                advance(key, c.duration)
+        errors: list[tuple[_media.Chunk, BaseException]] = []
+
+        async def one(c: _media.Chunk, ck: str) -> None:
+            try:
+                rec = await send(c, stem, chunk_fmt)
+            except Exception as exc:  # noqa: BLE001 - recorded; fatal ones re-raised below
+                errors.append((c, exc))
+                return
+            results[c.index] = rec
+            with anyio.CancelScope(shield=True):
+                await write([(ck, "chunk", rec, c.duration, 1)])
+            advance(key, c.duration)
+
+        async with anyio.create_task_group() as tg:
+            for c, ck in zip(chunks, ckeys, strict=True):
+                if c.index not in results:
+                    tg.start_soon(one, c, ck)
+        if errors:
+            from ._tasks import FATAL_ERRORS
+
+            errors.sort(key=lambda pair: pair[0].index)
+            for _, exc in errors:
+                if isinstance(exc, FATAL_ERRORS):
+                    raise exc
+            c, exc = errors[0]
+            exc.args = (
+                f"chunk {c.index + 1} of {len(chunks)} ({c.start:.1f}-{c.end:.1f} s; "
+                f"{len(errors)} chunk(s) failed, the others are cached): {_message(exc)}",
+            )
+            raise exc
+        rec = _stitch([(c, results[c.index]) for c in chunks])
+        rec["chunks"] = len(chunks)
+        return rec
+
+    async def on_done(
+        group: list[_Item], rec: dict[str, Any] | None, error: BaseException | None
+    ) -> None:
+        lead = group[0]
+        key = lead.key
+        assert key is not None
+        remaining = max(0.0, (lead.duration or 0.0) - counted.get(key, 0.0))
+        if error is not None:
+            for it in group:
+                it.fail(
+                    error, error_type="MediaError" if isinstance(error, _media.MediaError) else None
+                )
+            advance(key, remaining, failed=len(group))
+            return
+        assert rec is not None
+        rec["duration"] = lead.duration
+        for it in group:
+            it.status, it.record = "ok", rec
+        await write([(key, "file", rec, lead.duration, int(rec.get("chunks") or 1))])
+        advance(key, remaining)
+
+    previous_wait = aclient.engine.on_wait
+    aclient.engine.on_wait = bar.waiting
+    try:
+        await map_batches(work, worker, on_done=on_done, limit=max(2, 2 * opts["concurrency"]))
+    finally:
+        aclient.engine.on_wait = previous_wait
+        bar.close()
+
+    meta.update(
+        model=model,
+        response_format=fmt,
+        word_timestamps=words_on,
+        language=opts["language"],
+        max_upload_bytes=opts["max_bytes"],
+        requests=stats["requests"],
+        chunks_cached=stats["chunks_cached"],
+        cache=repr(store),
+    )
+    return _assemble(items, index, model=model, meta=meta, kept=kept)
+
+
+def _assemble(
+    items: list[_Item], index: pd.Index, *, model: str, meta: dict[str, Any], kept: dict[str, bytes]
+) -> TranscriptionResult:
+    seg_rows: list[dict[str, Any]] = []
+    word_rows: list[dict[str, Any]] = []
+    speakers = False
+    cols: dict[str, list[Any]] = {c: [] for c in FILE_COLUMNS}
+    sources: dict[str, Any] = {}
+    for it in items:
+        rec = it.record if it.status in ("ok", "cached") else None
+        if it.path is not None:
+            sources[it.file] = it.path
+        if it.data is not None:
+            sources[it.file] = it.data
+        if it.file in kept:
+            sources[it.file] = kept[it.file]
+        segments = rec["segments"] if rec else []
+        fmt = rec.get("response_format") if rec else None
+        cols["file"].append(it.file)
+        cols["path"].append(it.path)
+        cols["name"].append(it.name)
+        cols["size"].append(it.size)
+        cols["duration"].append(
+            it.duration if it.duration is not None else (rec or {}).get("api_duration")
+        )
+        cols["language"].append(rec["language"] if rec else None)
+        cols["text"].append(rec["text"] if rec else None)
+        cols["n_segments"].append(
+            len(segments) if rec and (segments or fmt == "verbose_json") else None
+        )
+        cols["status"].append(it.status)
+        cols["error_type"].append(it.error_type)
+        cols["error"].append(it.error)
+        cols["retryable"].append(it.retryable if it.status == "error" else None)
+        cols["model"].append(model)
+        cols["cached"].append(it.status == "cached")
+        cols["chunks"].append(it.chunks if it.chunks is not None else (rec or {}).get("chunks"))
+        if not rec:
+            continue
+        for s in segments:
+            row = {
+                "file": it.file,
+                "segment": s.get("id"),
+                "start": s.get("start"),
+                "end": s.get("end"),
+                "text": s.get("text"),
+            }
+            for q in SEGMENT_QUALITY:
+                row[q] = s.get(q)
+            row["speaker"] = s.get("speaker")
+            speakers = speakers or row["speaker"] is not None
+            seg_rows.append(row)
+        for w in rec["words"]:
+            word_rows.append(
+                {
+                    "file": it.file,
+                    "segment": w.get("segment"),
+                    "word": w.get("word"),
+                    "start": w.get("start"),
+                    "end": w.get("end"),
+                    "probability": w.get("probability"),
+                }
+            )
+    files = pd.DataFrame(
+        {
+            "file": pd.array(cols["file"], dtype="string"),
+            "path": pd.array(cols["path"], dtype="string"),
+            "name": pd.array(cols["name"], dtype="string"),
+            "size": pd.array(cols["size"], dtype="Int64"),
+            "duration": pd.array(cols["duration"], dtype="Float64"),
+            "language": pd.array(cols["language"], dtype="string"),
+            "text": pd.array(cols["text"], dtype="string"),
+            "n_segments": pd.array(cols["n_segments"], dtype="Int64"),
+            "status": pd.array(cols["status"], dtype=STATUS_DTYPE),
+            "error_type": pd.array(cols["error_type"], dtype=STATUS_DTYPE),
+            "error": pd.array(cols["error"], dtype=STATUS_DTYPE),
+            "retryable": pd.array(cols["retryable"], dtype="boolean"),
+            "model": pd.array(cols["model"], dtype="string"),
+            "cached": pd.array(cols["cached"], dtype="boolean"),
+            "chunks": pd.array(cols["chunks"], dtype="Int64"),
+        },
+        index=index,
+    )
+    seg_cols = ["file", "segment", "start", "end", "text", *SEGMENT_QUALITY] + (
+        ["speaker"] if speakers else []
+    )
+    segments_df = _frame(
+        seg_rows,
+        {"file": "string", "segment": "Int64", "start": "Float64", "end": "Float64", "text": "string",
+         **{q: "Float64" for q in SEGMENT_QUALITY}, "speaker": "string"},
+        seg_cols,
+    )  # fmt: skip
+    has_prob = any(r["probability"] is not None for r in word_rows)
+    word_cols = ["file", "segment", "word", "start", "end"] + (["probability"] if has_prob else [])
+    words_df = _frame(
+        word_rows,
+        {
+            "file": "string",
+            "segment": "Int64",
+            "word": "string",
+            "start": "Float64",
+            "end": "Float64",
+            "probability": "Float64",
+        },
+        word_cols,
+    )
+    meta["ignored"] = meta.get("ignored", 0)
+    return TranscriptionResult(
+        files, segments=segments_df, words=words_df, meta=meta, sources=sources
+    )
+
+
+def _frame(
+    rows: list[dict[str, Any]], dtypes: Mapping[str, str], columns: Sequence[str]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.array([r.get(c) for r in rows], dtype=dtypes[c]) for c in columns},
+        index=pd.RangeIndex(len(rows)),
+    )
+
+
+async def atranscribe(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+    concurrency: int | None = None,
+    keep_audio: bool = False,
+) -> TranscriptionResult:
+    """Transcribe audio or video files given as paths or bytes (a list, a Series, or a column).
+
+    Returns a :class:`TranscriptionResult`: ``.files`` (one row per input, in input order and
+    with the input's index), ``.segments`` and ``.words``. Options:
+
+    - ``model``: ``"WhisperLargeV3"`` (segment timestamps) or ``"WhisperLargeV3Ct2"`` (also word
+      timestamps, which deAPI bills at 1.5x).
+    - ``language``: an ISO-639-1 hint such as ``"en"``; None detects it.
+    - ``response_format``: ``"verbose_json"`` (segments; used when the model supports it),
+      ``"json"`` or ``"text"`` (text only).
+    - ``word_timestamps``: None = when the model offers them; True asks for them (an error
+      before any request for a model without them); False never.
+    - ``max_upload_mb``: the upload limit (default: the provider profile's, 80 MB on deAPI, or
+      the ``max_upload_mb`` setting). Larger files are split and stitched.
+    - ``cache``: unset = the configured cache; None = off; a folder. Keys use the file's bytes.
+    - ``concurrency``: uploads in flight at once for this call (default: the client's).
+    - ``keep_audio``: keep the files' bytes in memory for :meth:`TranscriptionResult.play`
+      (otherwise they are re-read from their paths when played).
+
+    >>> res = await deapi_ds.atranscribe(["a.mp3", "b.wav"])          # doctest: +SKIP
+    >>> res.files[["file", "duration", "status"]]                      # doctest: +SKIP
+    """
+    series = _as_series(data, column, "transcribe")
+    items = _items_from_series(series)
+    return await _run(
+        items, series.index, func="transcribe", model=model, language=language,
+        response_format=response_format, word_timestamps=word_timestamps,
+        max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
+        concurrency=concurrency, keep_audio=keep_audio, meta={"source": "list"},
+    )  # fmt: skip
+
+
+async def atranscribe_folder(
+    path: str | os.PathLike[str],
+    *,
+    pattern: str = "*",
+    recursive: bool = True,
+    extensions: Iterable[str] | None = None,
+    include_hidden: bool = False,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+    concurrency: int | None = None,
+    keep_audio: bool = False,
+) -> TranscriptionResult:
+    """Transcribe every audio and video file in a folder: one ``files`` row per file, always.
+
+    Files are listed in sorted order of their path relative to ``path`` (that relative path is
+    the ``file`` column, which ``segments`` and ``words`` join on). ``pattern`` is matched
+    against the file name (or against the relative path when it contains ``/``);
+    ``extensions`` defaults to the audio and video containers the API takes (``.mp3``,
+    ``.wav``, ``.flac``, ``.m4a``, ``.ogg``, ``.opus``, ``.webm``, ``.mp4``, ``.mov``, ...);
+    files with other extensions are not listed (``result.meta["ignored"]`` counts them).
+    Hidden files and folders are skipped unless ``include_hidden=True``; symbolic links are
+    followed and every real folder is walked once. Other options as in :func:`transcribe`.
+
+    >>> res = await deapi_ds.atranscribe_folder("interviews", pattern="*.mp3")  # doctest: +SKIP
+    """
+    root = os.fspath(path)
+    if not os.path.exists(root):
+        raise InvalidParameterError(f"transcribe_folder(): the folder {root!r} does not exist.")
+    if not os.path.isdir(root):
+        raise InvalidParameterError(
+            f"transcribe_folder() needs a folder; {root!r} is a file. Use transcribe([{root!r}])."
+        )
+    if not isinstance(pattern, str) or not pattern:
+        raise InvalidParameterError(f"pattern must be a glob such as '*.mp3'. Got {pattern!r}.")
+    exts = _check_extensions(extensions)
+    found, ignored = await anyio.to_thread.run_sync(
+        lambda: _walk(
+            root,
+            pattern=pattern,
+            recursive=recursive,
+            extensions=exts,
+            include_hidden=include_hidden,
+        )
+    )
+    items = [
+        _Item(pos, rel, path=full, name=os.path.basename(rel))
+        for pos, (rel, full) in enumerate(found)
+    ]
+    return await _run(
+        items, pd.RangeIndex(len(items)), func="transcribe_folder", model=model,
+        language=language, response_format=response_format, word_timestamps=word_timestamps,
+        max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
+        concurrency=concurrency, keep_audio=keep_audio,
+        meta={"source": "folder", "root": root, "ignored": ignored},
+    )  # fmt: skip
+
+
+transcribe = syncify(atranscribe)
+transcribe_folder = syncify(atranscribe_folder)
+
+
+# --------------------------------------------------------------------------------------------
+# the result
+
+
+class _HTML:
+    """Minimal HTML holder with a notebook representation (IPython's HTML when available)."""
+
+    def __init__(self, html: str) -> None:
+        self.data = html
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"<HTML {len(self.data):,} characters>"
+
+
+def _html(html: str) -> Any:
+    try:
+        from IPython.display import HTML
+    except ImportError:
+        return _HTML(html)
+    return HTML(html)
+
+
+class TranscriptionResult(ResultFrame):
+    """What :func:`transcribe` returns: ``files`` (this frame) plus ``segments`` and ``words``.
+
+    - ``files``: one row per input file: file (the id that ``segments`` and ``words`` join on),
+      path, name, size, duration (measured locally), language (ISO code), text, n_segments,
+      status (ok, cached, error, skipped), error_type, error, retryable, model, cached, chunks.
+    - ``segments``: file, segment, start and end (seconds from the start of the original
+      file), text, and the quality fields the API returns (avg_logprob, no_speech_prob,
+      compression_ratio, temperature; speaker when diarized).
+    - ``words``: file, segment, word, start, end (a missing timestamp stays <NA>).
+
+    Helpers: :meth:`to_srt`, :meth:`to_vtt`, :meth:`export_subtitles`, :meth:`speaking_stats`,
+    :meth:`search_text`, :meth:`semantic_search`, :meth:`play`, :meth:`view_segments`.
+    """
+
+    def __init__(
+        self,
+        files: pd.DataFrame,
+        *,
+        segments: pd.DataFrame,
+        words: pd.DataFrame,
+        meta: Mapping[str, Any] | None = None,
+        sources: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(files, meta=meta)
+        self.segments = segments
+        self.words = words
+        self._sources = dict(sources or {})
+        self._index_cache: dict[str, Any] = {}
+
+    @property
+    def files(self) -> pd.DataFrame:
+        """One row per input file (the same frame as ``.frame``)."""
+        return self.frame
+
+    def summary(self) -> str:
+        base = super().summary()
+        hours = float(self.frame["duration"].fillna(0).sum()) / 3600
+        extra = f", {len(self.segments):,} segments, {hours:.2f} h of audio"
+        if self.meta.get("ignored"):
+            extra += f", {self.meta['ignored']} files ignored (other extensions)"
+        return base + extra
+
+    # --- lookups ----------------------------------------------------------------------------
+    def _file_id(self, file: Any) -> str:
+        ids = self.frame["file"]
+        if isinstance(file, pd.Series) and "file" in file.index:
+            file = file["file"]
+        if isinstance(file, os.PathLike):
+            file = os.fspath(file)
+        if isinstance(file, str):
+            for column in ("file", "path", "name"):
+                hits = ids[self.frame[column].eq(file).fillna(False).to_numpy()]
+                if len(hits) == 1:
+                    return str(hits.iloc[0])
+                if len(hits) > 1 and column == "name":
+                    raise InvalidParameterError(
+                        f"Several files are named {file!r}: {hits.tolist()[:5]}. Pass the file id."
+                    )
+        elif isinstance(file, int | np.integer) and not isinstance(file, bool):
+            if file in self.frame.index:
+                return str(ids.loc[file])
+            if 0 <= int(file) < len(ids):
+                return str(ids.iloc[int(file)])
+        shown = ids.tolist()[:5]
+        raise InvalidParameterError(
+            f"File {file!r} is not in this result. Pass a value of the 'file' column (e.g. "
+            f"{shown}), a path, a unique name, or a row label."
+        )
+
+    def segments_of(self, file: Any) -> pd.DataFrame:
+        """The segments of one file (a file id, path, unique name or row label)."""
+        fid = self._file_id(file)
+        return self.segments[self.segments["file"].eq(fid).to_numpy()]
+
+    # --- subtitles --------------------------------------------------------------------------
+    def _subtitles(self, file: Any, kind: str) -> str:
+        fid = self._file_id(file)
+        row = self.frame[self.frame["file"].eq(fid).to_numpy()].iloc[0]
+        if row["status"] not in ("ok", "cached"):
+            raise InvalidParameterError(
+                f"File {fid!r} has no transcript (status {row['status']!r}: {row['error']})."
+            )
+        segs = self.segments_of(fid)
+        if segs.empty and not pd.isna(row["text"]) and row["text"]:
+            raise InvalidParameterError(
+                f"File {fid!r} has no segments (response_format={self.meta.get('response_format')!r}); "
+                "subtitles need timestamps: transcribe with response_format='verbose_json'."
+            )
+        records = [
+            {k: (None if pd.isna(v) else v) for k, v in rec.items()}
+            for rec in segs.to_dict("records")
+        ]
+        return _media.format_srt(records) if kind == "srt" else _media.format_vtt(records)
+
+    def to_srt(self, file: Any, path: str | os.PathLike[str] | None = None) -> str:
+        """The SubRip subtitles of one file (from ``segments``); also written to ``path`` if given.
+
+        >>> print(res.to_srt("talk.mp3"))                     # doctest: +SKIP
+        """
+        text = self._subtitles(file, "srt")
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def to_vtt(self, file: Any, path: str | os.PathLike[str] | None = None) -> str:
+        """The WebVTT subtitles of one file (speakers as ``<v>`` tags); written to ``path`` if given."""
+        text = self._subtitles(file, "vtt")
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def export_subtitles(self, folder: str | os.PathLike[str], fmt: str = "srt") -> pd.DataFrame:
+        """Write one subtitle file per transcribed file into ``folder``; returns what was written.
+
+        ``talk.mp4`` becomes ``talk.srt`` (sub-folders of a transcribed folder are kept); when two
+        files would get the same name, the original extension is kept (``talk.mp4.srt``). Files
+        without a transcript or segments are left out. Columns: file, subtitle, cues.
+        """
+        if fmt not in ("srt", "vtt"):
+            raise InvalidParameterError(f"fmt must be 'srt' or 'vtt'. Got {fmt!r}.")
+        out_dir = Path(folder)
+        done = self.frame[self.frame["status"].isin(["ok", "cached"]).to_numpy()]
+        with_segments = set(self.segments["file"].dropna().tolist())
+        fids = [f for f in done["file"].tolist() if f in with_segments]
+
+        def target(fid: str, keep_ext: bool) -> str:
+            rel = fid.replace("\\", "/").lstrip("/")
+            if os.path.isabs(fid) or ".." in rel.split("/") or rel.startswith("bytes["):
+                rel = (
+                    os.path.basename(rel)
+                    if not rel.startswith("bytes[")
+                    else re.sub(r"[^\w.-]+", "_", rel)
+                )
+            return f"{rel}.{fmt}" if keep_ext else f"{os.path.splitext(rel)[0]}.{fmt}"
+
+        plain = Counter(target(f, False) for f in fids)
+        rows = []
+        for fid in fids:
+            rel = target(fid, plain[target(fid, False)] > 1)
+            dest = out_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            text = self.to_srt(fid, dest) if fmt == "srt" else self.to_vtt(fid, dest)
+            rows.append({"file": fid, "subtitle": str(dest), "cues": text.count(" --> ")})
+        return pd.DataFrame(
+            {
+                "file": pd.array([r["file"] for r in rows], dtype="string"),
+                "subtitle": pd.array([r["subtitle"] for r in rows], dtype="string"),
+                "cues": pd.array([r["cues"] for r in rows], dtype="Int64"),
+            }
+        )
+
+    # --- analysis ---------------------------------------------------------------------------
+    def speaking_stats(self) -> pd.DataFrame:
+        """Per file: words, speaking_time (seconds covered by segments, overlaps merged),
+        words_per_minute (over the speaking time), duration and speech_ratio.
+
+        Words are counted from ``words`` when the file has them, else from the segment texts.
+        """
+        rows = []
+        for fid, status, duration in zip(
+            self.frame["file"], self.frame["status"], self.frame["duration"], strict=True
+        ):
+            segs = self.segments[self.segments["file"].eq(fid).to_numpy()]
+            words = self.words[self.words["file"].eq(fid).to_numpy()]
+            ok = status in ("ok", "cached")
+            if not ok:
+                n_words: Any = pd.NA
+            elif len(words):
+                n_words = int(words["word"].fillna("").str.strip().ne("").sum())
+            else:
+                n_words = int(sum(len(str(t).split()) for t in segs["text"].dropna()))
+            spans = sorted(
+                (float(s), float(e))
+                for s, e in zip(segs["start"], segs["end"], strict=True)
+                if not pd.isna(s) and not pd.isna(e) and e > s
+            )
+            total, cur_s, cur_e = 0.0, None, None
+            for s, e in spans:
+                if cur_e is None or s > cur_e:
+                    if cur_e is not None:
+                        total += cur_e - cur_s
+                    cur_s, cur_e = s, e
+                else:
+                    cur_e = max(cur_e, e)
+            if cur_e is not None:
+                total += cur_e - cur_s
+            speaking = total if ok and spans else pd.NA
+            wpm = (n_words / total * 60) if ok and spans and total > 0 else pd.NA
+            ratio = (
+                (total / float(duration))
+                if ok and spans and not pd.isna(duration) and duration
+                else pd.NA
+            )
+            rows.append((fid, n_words, speaking, wpm, duration, ratio))
+        return pd.DataFrame(
+            {
+                "file": pd.array([r[0] for r in rows], dtype="string"),
+                "words": pd.array([r[1] for r in rows], dtype="Int64"),
+                "speaking_time": pd.array([r[2] for r in rows], dtype="Float64"),
+                "words_per_minute": pd.array([r[3] for r in rows], dtype="Float64"),
+                "duration": pd.array([r[4] for r in rows], dtype="Float64"),
+                "speech_ratio": pd.array([r[5] for r in rows], dtype="Float64"),
+            },
+            index=self.frame.index,
+        )
+
+    def search_text(self, pattern: str, *, regex: bool = False, case: bool = False) -> pd.DataFrame:
+        """Segments whose text contains ``pattern`` (a keyword, or a regular expression).
+
+        >>> res.search_text("budget")[["file", "start", "end", "text"]]   # doctest: +SKIP
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidParameterError(
+                f"search_text() needs a non-empty str pattern. Got {pattern!r}."
+            )
+        if regex:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise InvalidParameterError(
+                    f"search_text(): {pattern!r} is not a valid regular expression ({exc})."
+                ) from None
+        hit = self.segments["text"].str.contains(pattern, case=case, regex=regex).fillna(False)
+        return self.segments[hit.to_numpy(dtype=bool)]
+
+    def semantic_search(
+        self, query: str | Sequence[str], k: int = 5, *, model: str | None = None
+    ) -> pd.DataFrame:
+        """The ``k`` segments closest in meaning to ``query``, through the embeddings feature.
+
+        Segment texts are embedded once per result (and cached like every embedding); returns
+        query, rank, score and the segment columns, best first.
+
+        >>> res.semantic_search("pricing questions", k=3)   # doctest: +SKIP
+        """
+        from . import embeddings as _embeddings
+        from .search import SearchIndex
+
+        emb_model = model or get_profile(get_config()).default_models.get(
+            "embeddings", "Bge_M3_FP16"
+        )
+        index = self._index_cache.get(emb_model)
+        if index is None:
+            frame = self.segments.reset_index(drop=True)
+            texts = frame["text"].fillna("").astype(str).tolist()
+            if not texts:
+                raise InvalidParameterError(
+                    "semantic_search(): this result has no segments to search."
+                )
+            res = _embeddings.embed(texts, model=emb_model, progress=False)
+            matrix = res.matrix
+
+            def embed_queries(qs: list[str]) -> np.ndarray:
+                return _embeddings.embed(list(qs), model=emb_model, progress=False).matrix
+
+            index = SearchIndex(frame, matrix, embed=embed_queries, text_column="text")
+            self._index_cache[emb_model] = index
+        return index.search(query, k=k)
+
+    # --- listening --------------------------------------------------------------------------
+    def audio(self, file: Any) -> bytes:
+        """The bytes of one file: kept in memory (bytes inputs, ``keep_audio=True``) or re-read."""
+        fid = self._file_id(file)
+        source = self._sources.get(fid)
+        if isinstance(source, bytes):
+            return source
+        if source is None:
+            raise InvalidParameterError(f"No audio is known for {fid!r}.")
+        try:
+            with open(source, "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise InvalidParameterError(
+                f"Cannot re-read {source!r} to play it ({exc.strerror or exc}); transcribe with "
+                "keep_audio=True to keep the audio in memory."
+            ) from None
+
+    def _segment_row(self, segment_row: Any) -> Mapping[str, Any]:
+        if isinstance(segment_row, pd.Series):
+            return segment_row
+        if isinstance(segment_row, tuple) and len(segment_row) == 2:
+            fid = self._file_id(segment_row[0])
+            segs = self.segments
+            hit = segs[
+                (segs["file"].eq(fid) & segs["segment"].eq(segment_row[1])).fillna(False).to_numpy()
+            ]
+            if hit.empty:
+                raise InvalidParameterError(f"File {fid!r} has no segment {segment_row[1]!r}.")
+            return hit.iloc[0]
+        if isinstance(segment_row, int | np.integer) and not isinstance(segment_row, bool):
+            if segment_row in self.segments.index:
+                return self.segments.loc[segment_row]
+        raise InvalidParameterError(
+            "play() takes a row of .segments (e.g. res.segments.iloc[3]), its index label, or a "
+            f"(file, segment) pair. Got {segment_row!r}."
+        )
+
+    def _player(self, row: Mapping[str, Any], max_bytes: int) -> str:
+        from .display import audio_html
+
+        start = None if pd.isna(row["start"]) else float(row["start"])
+        end = None if pd.isna(row["end"]) else float(row["end"])
+        data = self.audio(row["file"])
+        if len(data) <= max_bytes:
+            return audio_html(data, start=start, end=end, max_bytes=max_bytes)
+        # big file: embed just the segment, re-encoded
+        clip = _media.extract_audio(data, fmt="mp3", start=start, end=end, name=str(row["file"]))
+        return audio_html(clip, max_bytes=max_bytes)
+
+    def play(self, segment_row: Any, *, max_bytes: int = 2_000_000) -> Any:
+        """An inline ``<audio>`` player for one segment (clipped with a ``#t=start,end`` fragment).
+
+        >>> res.play(res.segments.iloc[0])        # doctest: +SKIP
+        """
+        row = self._segment_row(segment_row)
+        return _html(self._player(row, max_bytes))
+
+    def view_segments(
+        self, file: Any = None, *, max_rows: int = 50, max_bytes: int = 2_000_000
+    ) -> Any:
+        """An HTML table of segments (of one file, or all) where each row plays its audio."""
+        from html import escape
+
+        segs = self.segments if file is None else self.segments_of(file)
+        segs = segs.iloc[:max_rows]
+        style = "padding:3px 8px;border-bottom:1px solid #e3e3e3;vertical-align:top;text-align:left"
+        head = "".join(
+            f'<th style="{style}">{h}</th>'
+            for h in ("file", "segment", "start", "end", "text", "audio")
+        )
+        body = []
+        for _, row in segs.iterrows():
+            try:
+                player = self._player(row, max_bytes)
+            except (InvalidParameterError, ValueError, OSError) as exc:
+                player = f'<span style="color:#777;font-style:italic">{escape(str(exc))}</span>'
+            cells = [escape(str(row["file"])), escape(str(row["segment"])),
+                     f"{row['start']:.2f}" if not pd.isna(row["start"]) else "",
+                     f"{row['end']:.2f}" if not pd.isna(row["end"]) else "",
+                     escape(str(row["text"]))]  # fmt: skip
+            body.append(
+                "<tr>"
+                + "".join(f'<td style="{style}">{c}</td>' for c in cells)
+                + f'<td style="{style}">{player}</td></tr>'
+            )
+        table = f'<table style="border-collapse:collapse"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        return _html(table)
