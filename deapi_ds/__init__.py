@@ -43,7 +43,10 @@ from .embeddings import (
     embed,
     estimate,
 )
+from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
+from .plotting import image_grid
 from .search import SearchIndex, search, top_k
+from .testing import emulated
 
 __all__ = [
     "APIConnectionError",
@@ -61,6 +64,7 @@ __all__ = [
     "EmbeddingResult",
     "EmbeddingTransformer",
     "Estimate",
+    "ImageResult",
     "InvalidParameterError",
     "JobFailedError",
     "MissingAPIKeyError",
@@ -75,14 +79,20 @@ __all__ = [
     "Settings",
     "UnprocessableEntityError",
     "__version__",
+    "aedit_images",
     "aembed",
     "aestimate",
+    "agenerate_images",
     "amodels",
     "cache",
     "config_context",
+    "edit_images",
     "embed",
+    "emulated",
     "estimate",
+    "generate_images",
     "get_config",
+    "image_grid",
     "models",
     "reset_config",
     "search",

@@ -1,8 +1,9 @@
 """Generate and edit images at DataFrame scale, look at them as grids, keep them as PNGs.
 
 >>> import deapi_ds
+>>> from deapi_ds.images import generate_images
 >>> emu = deapi_ds.use_emulator()
->>> out = deapi_ds.generate_images(["a red fox", "a blue whale"], seeds=[1, 2], cache=None)
+>>> out = generate_images(["a red fox", "a blue whale"], seeds=[1, 2], cache=None, progress=False)
 >>> out[["prompt", "seed", "status"]].values.tolist()
 [['a red fox', 1, 'ok'], ['a red fox', 2, 'ok'], ['a blue whale', 1, 'ok'], ['a blue whale', 2, 'ok']]
 >>> out.images[0].size
@@ -238,6 +239,8 @@ class ImageResult(ResultFrame):
         """
         from .display import image_grid_html
 
+        if len(self.frame) == 0:
+            return ImageGrid('<p style="color:#666">No images.</p>', 0)
         html = image_grid_html(
             self._items(label), col_wrap=col_wrap, thumb=thumb, max_items=max_items
         )
@@ -718,17 +721,19 @@ def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:
 # running
 
 
-def _progress_bar(progress: Any, total: int, desc: str) -> Any:
+def _check_progress(progress: Any, func: str) -> bool | None:
+    if progress is None or isinstance(progress, bool):
+        return progress
+    raise InvalidParameterError(
+        f"The 'progress' parameter of {func}() must be True, False or None (the configured "
+        f"default). Got {progress!r}."
+    )
+
+
+def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
     from .display import progress as make_progress
 
-    if progress is None:
-        disable = None
-    elif isinstance(progress, bool):
-        disable = not progress
-    else:
-        raise InvalidParameterError(
-            f"progress must be True, False or None (the configured default). Got {progress!r}."
-        )
+    disable = None if progress is None else not progress
     return make_progress(total, desc=desc, unit="image", disable=disable)
 
 
@@ -939,10 +944,10 @@ async def agenerate_images(
     are sent as they are. Results are cached per image (``cache=None``: fresh images); failed
     images become rows with ``status="error"``. ``progress=False`` hides the progress bar.
 
-    >>> out = await deapi_ds.agenerate_images(["a red fox", "a lighthouse"], seeds=[1, 2, 3])
-    >>> len(out), out.ok.all()
+    >>> out = await deapi_ds.agenerate_images(["a fox", "a bay"], seeds=[1, 2, 3])  # doctest: +SKIP
+    >>> len(out), out.ok.all()                                                    # doctest: +SKIP
     (6, True)
-    >>> out                                 # a grid of thumbnails in a notebook
+    >>> out               # a grid of thumbnails in a notebook                   # doctest: +SKIP
     """
     func = "generate_images"
     settings = get_config()
@@ -954,6 +959,7 @@ async def agenerate_images(
     count = _check_n(n, func)
     step_count = _check_steps(steps, models, func)
     extra_params = _check_common(response_format, negative_prompt, extra, func)
+    _check_progress(progress, func)
     store = resolve_cache(cache, settings=settings)
     aclient = resolve_client(client)
 
@@ -1190,8 +1196,8 @@ async def aedit_images(
     ``n``, caching (the key includes the input bytes) and the result are as in
     :func:`generate_images`.
 
-    >>> out = await deapi_ds.aedit_images(["cat.png", "dog.jpg"], "make it a watercolor")
-    >>> out[["input", "status"]]
+    >>> out = await deapi_ds.aedit_images(["cat.png", "dog.jpg"], "a watercolor")  # doctest: +SKIP
+    >>> out[["input", "status"]]                                                   # doctest: +SKIP
     """
     func = "edit_images"
     settings = get_config()
@@ -1208,6 +1214,7 @@ async def aedit_images(
     count = _check_n(n, func)
     step_count = _check_steps(steps, models, func)
     extra_params = _check_common(response_format, negative_prompt, extra, func)
+    _check_progress(progress, func)
 
     values, labels = _edit_rows(images)
     if isinstance(prompt, str) or _missing(prompt):

@@ -90,7 +90,10 @@ def test_prompts_times_seeds_is_one_call_in_prompt_major_order(emulator):
 
 def test_lists_of_models_and_sizes_expand_too(emulator):
     out = generate_images(
-        "a cabin", model=["Flux1schnell", "ZImageTurbo_INT8"], size=["512x512", "768x512"], cache=None
+        "a cabin",
+        model=["Flux1schnell", "ZImageTurbo_INT8"],
+        size=["512x512", "768x512"],
+        cache=None,
     )
     assert len(out) == 4 and requests(emulator) == 4
     assert list(zip(out["model"], out["size"], strict=True)) == [
@@ -473,3 +476,10 @@ def test_async_functions(emulator):
 
     gen, ed = anyio.run(main)
     assert gen.ok.all() and ed.ok.all()
+
+
+def test_empty_input_gives_an_empty_result(emulator):
+    out = generate_images([], cache=None)
+    assert len(out) == 0 and requests(emulator) == 0
+    assert "No images." in out._repr_mimebundle_()["text/html"]
+    assert list(out.columns)[:3] == ["row", "prompt", "model"]

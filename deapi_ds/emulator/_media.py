@@ -382,14 +382,13 @@ def _fix_ogg_serial(data: bytes, serial: int = 0x64654150) -> bytes:
     return bytes(out)
 
 
-def _encode_aac(signal: np.ndarray, sr: int, container: str, bit_rate: int = 64_000) -> bytes:
-    """AAC via PyAV, in an ADTS stream (``container="adts"``) or an m4a (``"ipod"``)."""
-    if container == "adts":
-        # A raw ADTS stream has no edit list, so decoders output the encoder's priming samples.
-        # Drop as many samples from our leading silence to keep every tone at its time.
-        signal = signal[_AAC_PRIMING:]
+def _encode_adts(signal: np.ndarray, sr: int, bit_rate: int = 64_000) -> bytes:
+    """AAC in a raw ADTS stream (what OpenAI's ``response_format="aac"`` returns), via PyAV."""
+    # ADTS has no edit list, so decoders also output the encoder's priming samples: drop as
+    # many samples from our leading silence to keep every tone at its time.
+    signal = signal[_AAC_PRIMING:]
     buf = io.BytesIO()
-    with av.open(buf, "w", format=container, options={"fflags": "+bitexact"}) as out:
+    with av.open(buf, "w", format="adts", options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream("aac", rate=sr, options=_AAC_OPTIONS)
         stream.layout = "mono"
         stream.bit_rate = bit_rate
@@ -444,7 +443,7 @@ def synthesize_speech(text: str, *, voice: str, fmt: str, speed: float = 1.0) ->
     if fmt == "pcm":
         return (np.clip(signal, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
     if fmt == "aac":
-        return _encode_aac(signal, _SR, "adts")
+        return _encode_adts(signal, _SR)
     buf = io.BytesIO()
     if fmt == "wav":
         sf.write(buf, signal, _SR, format="WAV", subtype="PCM_16")

@@ -1,0 +1,181 @@
+"""The ``deapi-ds`` command.
+
+::
+
+    deapi-ds demo [--out DIR]               run the three workflows end to end (emulator without a key)
+    deapi-ds emulator [--port 8000]         serve the emulator on loopback
+    deapi-ds models                         list the models your key can use
+    deapi-ds embed FILE --column text       embed a CSV/parquet column into a parquet file
+    deapi-ds transcribe FOLDER              transcribe a folder into parquet tables and SRT files
+    deapi-ds cache info|clear|compact       manage the result cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ._version import __version__
+
+__all__ = ["main"]
+
+
+def _read_table(path: str):
+    import pandas as pd
+
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(p)
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        return pd.read_json(p, lines=True)
+    return pd.read_csv(p)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(out=args.out, quick=args.quick)
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from .emulator import main_serve
+
+    main_serve(args.port, host=args.host, api_key=args.api_key)
+    return 0
+
+
+def _use_emulator_if_asked(args: argparse.Namespace) -> None:
+    if getattr(args, "emulator", False):
+        from ._catalog import use_emulator
+
+        use_emulator()
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ._catalog import models
+
+    _use_emulator_if_asked(args)
+    frame = models()
+    cols = [c for c in ("id", "tasks", "dimension", "max_n", "max_size", "formats") if c in frame]
+    with pd.option_context("display.width", 160, "display.max_columns", 10):
+        print(frame[cols].to_string(index=False))
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from .embeddings import embed
+
+    _use_emulator_if_asked(args)
+    frame = _read_table(args.input)
+    if args.column not in frame.columns:
+        print(f"error: column {args.column!r} not found; columns: {list(frame.columns)}", file=sys.stderr)
+        return 2
+    result = embed(frame, args.column, model=args.model, dry_run=args.dry_run)
+    if args.dry_run:
+        print(result)
+        return 0
+    out = Path(args.out or Path(args.input).with_suffix(".embeddings.parquet"))
+    result.to_frame(frame).to_parquet(out)
+    print(result.summary())
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from .transcription import transcribe_folder
+
+    _use_emulator_if_asked(args)
+    result = transcribe_folder(args.folder, model=args.model, language=args.language)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.files.to_parquet(out / "files.parquet")
+    result.segments.to_parquet(out / "segments.parquet")
+    result.words.to_parquet(out / "words.parquet")
+    result.export_subtitles(out / "subtitles")
+    print(result.summary())
+    print(f"wrote {out}/files.parquet, segments.parquet, words.parquet and subtitles/")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from . import cache
+
+    if args.action == "info":
+        print(f"cache at {cache.location()}")
+        print(cache.info().to_string(index=False))
+    elif args.action == "clear":
+        removed = cache.clear(task=args.task, model=args.model, older_than=args.older_than)
+        print(f"removed {removed:,} rows")
+    else:
+        cache.compact(task=args.task, model=args.model)
+        print("compacted")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deapi-ds", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"deapi-ds {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the workflows end to end and write a report")
+    p.add_argument("--out", default="deapi_ds_output", help="output folder (default: ./deapi_ds_output)")
+    p.add_argument("--quick", action="store_true", help="smaller inputs")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("emulator", help="serve the deAPI emulator on loopback")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--api-key", default=None, help="accept only this key (default: any dpn-sk- key)")
+    p.set_defaults(func=_cmd_emulator)
+
+    p = sub.add_parser("models", help="list the models your key can use")
+    p.add_argument("--emulator", action="store_true", help="ask the built-in emulator")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("embed", help="embed a column of a CSV/parquet/JSONL file")
+    p.add_argument("input")
+    p.add_argument("--column", default="text")
+    p.add_argument("--model", default="Bge_M3_FP16")
+    p.add_argument("--out", default=None)
+    p.add_argument("--dry-run", action="store_true", help="print the estimate, spend nothing")
+    p.add_argument("--emulator", action="store_true")
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("transcribe", help="transcribe a folder of audio/video files")
+    p.add_argument("folder")
+    p.add_argument("--out", default="transcripts")
+    p.add_argument("--model", default="WhisperLargeV3")
+    p.add_argument("--language", default=None)
+    p.add_argument("--emulator", action="store_true")
+    p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("cache", help="inspect or clean the result cache")
+    p.add_argument("action", choices=["info", "clear", "compact"])
+    p.add_argument("--task", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--older-than", default=None, help="e.g. 30d, 12h")
+    p.set_defaults(func=_cmd_cache)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ._exceptions import DeapiError
+
+    try:
+        return int(args.func(args) or 0)
+    except DeapiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished batches are cached, rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

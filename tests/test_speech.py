@@ -1,0 +1,332 @@
+"""Tests for deapi_ds.speech: validation, splitting + joining, texts x voices, dry run, cache, save."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import anyio
+import numpy as np
+import pandas as pd
+import pytest
+
+import deapi_ds
+from deapi_ds import _media, speech
+from deapi_ds.speech import (
+    SpeechEstimate,
+    SpeechResult,
+    aspeak,
+    estimate_speech,
+    speak,
+    split_sentences,
+    voices,
+)
+
+LONG = (
+    "The lighthouse keeper climbed the stairs at dusk. "
+    "He lit the lamp and watched the ships come home! "
+    "Was anyone still out on the water tonight? "
+    "Nobody answered, so he sat down and waited."
+)
+
+
+def requests(emu) -> int:
+    return emu.stats("audio.speech")["requests"]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_unknown_voice_suggests_close_matches_and_spends_nothing(emulator):
+    with pytest.raises(deapi_ds.InvalidParameterError) as info:
+        speak(["Hello."], voice="af_bela")
+    message = str(info.value)
+    assert "'voice' parameter of speak()" in message
+    assert "Did you mean 'af_bella'" in message
+    assert "deapi_ds.voices()" in message
+    assert requests(emulator) == 0
+
+
+def test_unknown_voice_without_close_match_lists_valid_voices(emulator):
+    with pytest.raises(deapi_ds.InvalidParameterError, match="Valid voices: alloy, echo") as info:
+        speak(["Hello.", "Bye."], voice=["af_bella", "zzzzzz"])
+    assert "bm_george" in str(info.value) and "'zzzzzz'" in str(info.value)
+    assert requests(emulator) == 0
+
+
+def test_format_is_checked_against_the_profile(emulator):
+    with pytest.raises(deapi_ds.InvalidParameterError) as info:
+        speak(["Hello."], response_format="aac")
+    assert "['mp3', 'wav', 'flac', 'opus']" in str(info.value)
+    assert "'response_format'" in str(info.value)
+    assert requests(emulator) == 0
+
+
+def test_formats_are_configurable_through_the_profile(emulator):
+    client = deapi_ds.Client()
+    profile = client.aclient.profile
+    kokoro = dataclasses.replace(profile.models["Kokoro"], formats=("mp3",))
+    client.aclient.profile = dataclasses.replace(
+        profile, models={**profile.models, "Kokoro": kokoro}
+    )
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"one of \['mp3'\]"):
+        speak(["Hello."], response_format="wav", client=client)
+    assert speak(["Hello."], response_format="mp3", client=client, cache=None).status[0] == "ok"
+    assert requests(emulator) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"speed": 9}, r"'speed' parameter of speak\(\) must be a number in \[0.25, 4.0\]"),
+        ({"speed": True}, r"'speed'"),
+        ({"max_chars": 0}, r"'max_chars' parameter of speak\(\) must be an int >= 1"),
+        ({"model": "Flux1schnell"}, r"cannot do txt2audio.*Kokoro"),
+        ({"voice": []}, r"'voice' parameter of speak\(\) is an empty list"),
+    ],
+)
+def test_bad_parameters_raise_before_spending(emulator, kwargs, pattern):
+    with pytest.raises(deapi_ds.InvalidParameterError, match=pattern):
+        speak(["Hello."], **kwargs)
+    assert requests(emulator) == 0
+
+
+def test_bad_inputs_name_the_row_or_column(emulator):
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"Row 'b' .* is a int \(5\)"):
+        speak(pd.Series(["Hi.", 5], index=["a", "b"]))
+    df = pd.DataFrame({"body": ["Hi."]})
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"pass column="):
+        speak(df)
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"Column 'text' not found.*'body'"):
+        speak(df, "text")
+    assert requests(emulator) == 0
+
+
+def test_voices_table():
+    table = voices()
+    assert list(table.columns) == ["voice", "language", "language_name", "gender", "kind"]
+    assert len(table) == 47
+    row = table.set_index("voice").loc["bm_george"]
+    assert (row["language"], row["gender"], row["kind"]) == ("en-gb", "male", "kokoro")
+    prefixes = {
+        "af_bella": "en-us",
+        "am_adam": "en-us",
+        "ef_dora": "es",
+        "ff_siwis": "fr-fr",
+        "hm_omega": "hi",
+        "if_sara": "it",
+        "pm_alex": "pt-br",
+    }
+    lookup = table.set_index("voice")["language"]
+    assert {v: lookup[v] for v in prefixes} == prefixes
+    assert table.set_index("voice").loc["alloy", "kind"] == "openai alias"
+    assert pd.isna(table.set_index("voice").loc["alloy", "language"])
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def test_split_sentences_packs_sentences_under_the_limit():
+    parts = split_sentences(LONG, 60)
+    assert all(len(p) <= 60 for p in parts)
+    assert len(parts) == 4
+    assert " ".join(parts) == LONG
+    assert parts[2] == "Was anyone still out on the water tonight?"
+    assert split_sentences(LONG, 100) == [
+        "The lighthouse keeper climbed the stairs at dusk. He lit the lamp and watched the "
+        "ships come home!",
+        "Was anyone still out on the water tonight? Nobody answered, so he sat down and waited.",
+    ]
+
+
+def test_split_sentences_falls_back_to_clauses_words_and_characters():
+    text = "alpha beta, gamma delta epsilon zeta eta theta iota kappa"
+    parts = split_sentences(text, 12)
+    assert all(len(p) <= 12 for p in parts)
+    assert " ".join(parts).split() == text.split()
+    assert parts[0] == "alpha beta,"
+    assert split_sentences("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+    assert split_sentences("   ", 10) == []
+    assert split_sentences("  short.  ", 10) == ["short."]
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav", "flac", "opus"])
+def test_long_text_is_split_and_joined_into_one_clip(emulator, fmt):
+    out = speak([LONG], voice="af_bella", response_format=fmt, max_chars=60)
+    assert out.status.tolist() == ["ok"]
+    assert int(out.parts.iloc[0]) == 4
+    assert requests(emulator) == 4
+    assert emulator.stats("audio.speech")["characters"] == sum(
+        len(p) for p in split_sentences(LONG, 60)
+    )
+    audio = out.audio.iloc[0]
+    info = _media.probe(audio, name=f"joined.{fmt}")
+    assert info.container in (fmt, "ogg")
+    assert info.duration == pytest.approx(out.duration.iloc[0], abs=1e-6)
+    # the same parts spoken one by one come from the cache: the joined clip lasts their sum
+    parts = speak(split_sentences(LONG, 60), voice="af_bella", response_format=fmt, max_chars=60)
+    assert requests(emulator) == 4
+    assert parts.status.tolist() == ["cached"] * 4
+    assert abs(out.duration.iloc[0] - parts.duration.sum()) < 0.05
+
+
+def test_join_audio_concatenates_raw_formats():
+    assert speech.join_audio([b"ab", b"cd"], "pcm") == b"abcd"
+    assert speech.join_audio([b"only"], "mp3") == b"only"
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_texts_by_voices_make_a_comparison_table(emulator):
+    texts = pd.Series(["Good morning.", "Good night."], index=["m", "n"], name="line")
+    out = speak(texts, voice=["af_bella", "bm_george", "ff_siwis"])
+    assert isinstance(out, SpeechResult)
+    assert len(out) == 6 and requests(emulator) == 6
+    assert out.index.tolist() == ["m", "m", "m", "n", "n", "n"]
+    assert out.voice.tolist() == ["af_bella", "bm_george", "ff_siwis"] * 2
+    assert out.text.tolist() == ["Good morning."] * 3 + ["Good night."] * 3
+    assert (out.duration > 0).all()
+    # different voices give different audio for the same text
+    assert len({bytes(a) for a in out.audio}) == 6
+    wide = out.comparison()
+    assert list(wide.columns) == ["text", "af_bella", "bm_george", "ff_siwis", "status"]
+    assert wide.index.tolist() == ["m", "n"]
+    assert wide.loc["n", "bm_george"] == out.frame.iloc[4]["audio"]
+    html = wide._repr_mimebundle_()["text/html"]
+    assert html.count("<audio") == 6
+
+
+def test_result_columns_and_dtypes(emulator):
+    out = speak(["Hello there."], voice="alloy", response_format="wav")
+    frame = out.frame
+    assert list(frame.columns) == [
+        "text",
+        "voice",
+        "format",
+        "audio",
+        "duration",
+        "characters",
+        "parts",
+        "status",
+        "error_type",
+        "error",
+        "cached",
+    ]
+    assert frame["text"].dtype == "string" and frame["status"].dtype == "string"
+    assert frame["duration"].dtype == "Float64" and frame["cached"].dtype == "boolean"
+    assert frame["audio"].iloc[0][:4] == b"RIFF"
+    assert frame["characters"].iloc[0] == len("Hello there.")
+
+
+def test_empty_rows_send_nothing_and_keep_alignment(emulator):
+    texts = pd.Series(["One.", None, np.nan, "", "   ", "Two."], index=list("abcdef"))
+    out = speak(texts)
+    assert out.index.tolist() == list("abcdef")
+    assert out.status.tolist() == ["ok", "empty", "empty", "empty", "empty", "ok"]
+    assert requests(emulator) == 2
+    assert out.audio.iloc[1] is None and out.characters.iloc[1] == 0
+    assert out.text.iloc[5] == "Two."
+
+
+def test_dry_run_and_estimate_spend_nothing(emulator):
+    texts = ["Hello there.", None, "Hello there.", LONG]
+    est = speak(texts, voice=["af_bella", "am_adam"], max_chars=60, dry_run=True)
+    assert isinstance(est, SpeechEstimate)
+    assert requests(emulator) == 0
+    n_long = len(split_sentences(LONG, 60))
+    assert est.requests == 2 * (1 + n_long)  # duplicates are sent once
+    assert est.characters == 2 * (12 + 12 + len(LONG))
+    billable = 2 * (12 + sum(len(p) for p in split_sentences(LONG, 60)))
+    assert est.billable_characters == billable
+    assert est.cost == pytest.approx(billable * 0.77 / 1e6)
+    assert est.frame["status"].tolist()[2:4] == ["empty", "empty"]
+    assert "about $" in est.summary()
+    # after a real run, the estimate sees the cache
+    speak(texts[:1], voice="af_bella")
+    again = estimate_speech(texts, voice=["af_bella", "am_adam"], max_chars=60)
+    assert again.requests == est.requests - 1
+    assert again.frame["status"].tolist()[0] == "cached"
+    assert requests(emulator) == 1
+
+
+def test_rerun_is_served_from_the_cache(emulator):
+    texts = ["Hello there.", "A second line, a bit longer."]
+    first = speak(texts, voice=["af_bella", "alloy"], response_format="flac")
+    assert requests(emulator) == 4
+    second = speak(texts, voice=["af_bella", "alloy"], response_format="flac")
+    assert requests(emulator) == 4
+    assert second.status.tolist() == ["cached"] * 4
+    assert second.cached.all()
+    assert second.audio.tolist() == first.audio.tolist()
+    assert second.duration.tolist() == pytest.approx(first.duration.tolist())
+    # another format, speed or voice is another result
+    speak(texts[:1], voice="af_bella", response_format="wav")
+    speak(texts[:1], voice="af_bella", response_format="flac", speed=1.5)
+    assert requests(emulator) == 6
+
+
+def test_cache_none_turns_caching_off(emulator):
+    speak(["Hello."], cache=None)
+    speak(["Hello."], cache=None)
+    assert requests(emulator) == 2
+
+
+def test_a_failed_request_is_a_row_error_and_the_rerun_retries_only_it(emulator):
+    emulator.configure("audio.speech", script=[400])
+    out = speak(["First.", "Second.", "Third."], voice="af_bella")
+    assert requests(emulator) == 3
+    assert sorted(out.status.tolist()) == ["error", "ok", "ok"]
+    failed = out.failed
+    assert failed["error_type"].tolist() == ["BadRequestError"]
+    assert "400" in failed["error"].iloc[0]
+    again = speak(["First.", "Second.", "Third."], voice="af_bella")
+    assert requests(emulator) == 4
+    assert sorted(again.status.tolist()) == ["cached", "cached", "ok"]
+
+
+def test_one_failed_part_fails_only_its_row(emulator):
+    emulator.configure("audio.speech", script=[None, 422])
+    out = speak([LONG, "Short."], voice="af_bella", max_chars=60)
+    assert out.status.iloc[0] == "error" and out.audio.iloc[0] is None
+    assert out.status.iloc[1] == "ok"
+
+
+def test_save_writes_files_with_safe_names(emulator, tmp_path):
+    texts = ["Hello there.", "../../etc/passwd: é <b>?", None]
+    out = speak(texts, voice=["af_bella", "bm_george"], response_format="opus")
+    paths = out.save(tmp_path / "clips")
+    assert paths.index.tolist() == out.index.tolist()
+    assert paths.isna().tolist() == [False, False, False, False, True, True]
+    names = [p.split("/")[-1] for p in paths.dropna()]
+    assert names[0] == "000_af_bella_hello_there.opus"
+    assert names[2] == "002_af_bella_etc_passwd_e_b.opus"
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9_]+\.opus", name)
+    stored = (tmp_path / "clips" / names[1]).read_bytes()
+    assert stored == out.audio.iloc[1]
+    assert len(list((tmp_path / "clips").iterdir())) == 4
+
+
+def test_inline_html_has_one_player_per_row_and_a_size_bound(emulator, monkeypatch):
+    out = speak([f"Sentence number {i}." for i in range(6)], response_format="wav")
+    html = out._repr_mimebundle_()["text/html"]
+    assert html.count("<audio") == 6
+    total = sum(len(a) for a in out.audio)
+    assert len(html) < total * 4 / 3 + 20_000
+    monkeypatch.setattr(speech, "INLINE_AUDIO_BUDGET", 2 * len(out.audio.iloc[0]) + 10)
+    bounded = out._repr_mimebundle_()["text/html"]
+    assert bounded.count("<audio") == 2
+    assert "not embedded" in bounded
+    assert len(bounded) < 4 * len(out.audio.iloc[0]) + 20_000
+    assert "SpeechResult: 6 rows" in out._repr_mimebundle_()["text/plain"]
+
+
+def test_async_twin_gives_the_same_result(emulator):
+    async def main():
+        return await aspeak(["Hello there."], voice="am_adam", cache=None)
+
+    out = anyio.run(main)
+    assert out.status.tolist() == ["ok"]
+    sync = speak(["Hello there."], voice="am_adam", cache=None)
+    assert out.audio.iloc[0] == sync.audio.iloc[0]

@@ -1,0 +1,437 @@
+"""Transcription: folders and lists of audio/video into files, segments and words frames."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+import deapi_ds
+from deapi_ds import _media
+from deapi_ds._client import AsyncClient, Transcription
+from deapi_ds.emulator._media import make_video_with_audio, synthesize_speech
+from deapi_ds.transcription import (
+    TranscriptionResult,
+    normalize_language,
+    transcribe,
+    transcribe_folder,
+)
+
+EP = "audio.transcriptions"
+TEXT_A = "Hello there. How are you today?"
+TEXT_B = "The second file talks about the budget."
+TEXT_C = "A flac file in a sub folder."
+TEXT_V = "Welcome to the show. Our guest is here."
+LONG = " ".join(f"Sentence number {i} is about topic {i * 7}." for i in range(14))
+
+
+def speech(text: str, fmt: str = "mp3", voice: str = "af_bella") -> bytes:
+    return synthesize_speech(text, voice=voice, fmt=fmt)
+
+
+def tone_wav(seconds: float = 1.5, sr: int = 16_000) -> bytes:
+    t = np.arange(int(seconds * sr)) / sr
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), sr, format="WAV")
+    return buf.getvalue()
+
+
+def requests(emulator) -> int:
+    return emulator.stats(EP)["requests"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "interviews"
+    (root / "sub").mkdir(parents=True)
+    (root / ".private").mkdir()
+    (root / "a.mp3").write_bytes(speech(TEXT_A, "mp3"))
+    (root / "b.wav").write_bytes(speech(TEXT_B, "wav", voice="am_adam"))
+    (root / "sub" / "c.flac").write_bytes(speech(TEXT_C, "flac"))
+    (root / "tone.wav").write_bytes(tone_wav())
+    (root / "video.mp4").write_bytes(make_video_with_audio(speech(TEXT_V, "mp3", voice="bf_emma")))
+    (root / "fake.mp3").write_text("this is a text file renamed to mp3\n" * 20)
+    (root / "empty.wav").write_bytes(b"")
+    (root / ".hidden.mp3").write_bytes(speech("hidden", "mp3"))
+    (root / ".private" / "secret.wav").write_bytes(speech("secret", "wav"))
+    (root / "notes.txt").write_text("not listed")
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)  # a symbolic-link loop
+    (root / "gone.mp3").symlink_to(tmp_path / "missing.mp3")  # unreadable (broken link)
+    return root
+
+
+# --- a folder in, three tables out ------------------------------------------------------------
+
+
+def test_folder_every_file_a_row(emulator, folder):
+    res = transcribe_folder(folder)
+    assert isinstance(res, TranscriptionResult)
+    files = res.files
+    assert files["file"].tolist() == [
+        "a.mp3", "b.wav", "empty.wav", "fake.mp3", "gone.mp3", "sub/c.flac", "tone.wav",
+        "video.mp4",
+    ]  # fmt: skip
+    by = files.set_index("file")
+    status = by["status"].to_dict()
+    assert status == {
+        "a.mp3": "ok", "b.wav": "ok", "empty.wav": "error", "fake.mp3": "error",
+        "gone.mp3": "error", "sub/c.flac": "ok", "tone.wav": "ok", "video.mp4": "ok",
+    }  # fmt: skip
+    assert by.loc["a.mp3", "text"] == TEXT_A
+    assert by.loc["b.wav", "text"] == TEXT_B
+    assert by.loc["sub/c.flac", "text"] == TEXT_C
+    assert by.loc["video.mp4", "text"] == TEXT_V
+    assert by.loc["tone.wav", "text"]  # pseudo-words over a tone, but transcribed
+    assert by.loc["a.mp3", "language"] == "en"
+    assert by.loc["a.mp3", "n_segments"] == 2
+    assert "empty" in by.loc["empty.wav", "error"] and "0 bytes" in by.loc["empty.wav", "error"]
+    assert "fake.mp3" in by.loc["fake.mp3", "error"]
+    assert "not a readable audio" in by.loc["fake.mp3", "error"]
+    assert by.loc["fake.mp3", "error_type"] == "MediaError"
+    assert "cannot read" in by.loc["gone.mp3", "error"]
+    assert not by.loc[["empty.wav", "fake.mp3", "gone.mp3"], "retryable"].any()
+    assert by.loc["a.mp3", "retryable"] is pd.NA
+    # durations read locally, for every readable audio file
+    for name in ("a.mp3", "b.wav", "sub/c.flac", "tone.wav", "video.mp4"):
+        expected = _media.probe(str(folder / name)).duration
+        assert by.loc[name, "duration"] == pytest.approx(expected, abs=1e-6)
+    assert by.loc["tone.wav", "duration"] == pytest.approx(1.5)
+    # one request per good file; hidden files, other extensions and the loop are not listed
+    assert requests(emulator) == 5
+    assert res.meta["ignored"] == 1
+    assert files["model"].eq("WhisperLargeV3").all()
+    assert files["path"].dtype == "string" and files["status"].dtype == "string"
+    assert files["cached"].dtype == "boolean" and not files["cached"].any()
+    # segments: seconds from the start of the file, inside the file, with quality fields
+    segs = res.segments
+    assert set(segs["file"]) == {"a.mp3", "b.wav", "sub/c.flac", "tone.wav", "video.mp4"}
+    assert {"avg_logprob", "no_speech_prob", "compression_ratio"} <= set(segs.columns)
+    a = segs[segs["file"] == "a.mp3"]
+    assert a["text"].tolist() == ["Hello there.", "How are you today?"]
+    assert a["segment"].tolist() == [0, 1]
+    assert (a["start"] < a["end"]).all() and a["end"].max() <= by.loc["a.mp3", "duration"]
+    # WhisperLargeV3 gives no word timestamps unless asked
+    assert res.words.empty and list(res.words.columns)[:5] == [
+        "file", "segment", "word", "start", "end"
+    ]  # fmt: skip
+
+
+def test_cache_rerun_and_renamed_copy_send_nothing(emulator, folder, tmp_path):
+    first = transcribe_folder(folder, pattern="*.mp3")
+    assert requests(emulator) == 1  # a.mp3 (fake.mp3 and gone.mp3 fail locally)
+    again = transcribe_folder(folder, pattern="*.mp3")
+    assert requests(emulator) == 1
+    assert again.files.set_index("file").loc["a.mp3", "status"] == "cached"
+    assert bool(again.files.set_index("file").loc["a.mp3", "cached"])
+    pd.testing.assert_frame_equal(first.segments, again.segments)
+    # renamed and moved elsewhere: same bytes, no new request
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(folder / "a.mp3", other / "renamed_interview.mp3")
+    moved = transcribe_folder(other)
+    assert requests(emulator) == 1
+    assert moved.files["status"].tolist() == ["cached"]
+    assert moved.files["text"].tolist() == [TEXT_A]
+    assert moved.segments["file"].tolist() == ["renamed_interview.mp3"] * 2
+    # other parameters are other cache entries
+    transcribe_folder(other, language="en")
+    assert requests(emulator) == 2
+
+
+def test_identical_inputs_are_sent_once(emulator):
+    clip = speech(TEXT_A)
+    res = transcribe([clip, clip, bytearray(clip)], cache=None)
+    assert requests(emulator) == 1
+    assert res.files["status"].tolist() == ["ok", "ok", "ok"]
+    assert res.files["file"].tolist() == ["bytes[0]", "bytes[1]", "bytes[2]"]
+    assert len(res.segments) == 6
+
+
+def test_series_input_keeps_index_and_marks_missing(emulator, tmp_path):
+    path = tmp_path / "x.wav"
+    path.write_bytes(speech(TEXT_B, "wav"))
+    s = pd.Series([str(path), None, speech(TEXT_A, "flac"), 42], index=["p", "n", "b", "i"])
+    res = transcribe(s)
+    assert list(res.files.index) == ["p", "n", "b", "i"]
+    assert res.files["status"].tolist() == ["ok", "skipped", "ok", "error"]
+    assert res.files.loc["i", "error_type"] == "InvalidInput"
+    assert res.files.loc["b", "text"] == TEXT_A
+    assert res.files.loc["b", "name"] == "bytes[b].flac"  # the upload got a real extension
+    assert res.files.loc["p", "path"] == str(path)
+    assert requests(emulator) == 2
+    df = pd.DataFrame({"audio": [str(path)], "other": [1]})
+    assert transcribe(df, "audio").files["text"].tolist() == [TEXT_B]
+    with pytest.raises(deapi_ds.InvalidParameterError, match="Available columns"):
+        transcribe(df, "nope")
+    with pytest.raises(deapi_ds.InvalidParameterError, match="transcribe_folder"):
+        transcribe(str(tmp_path))
+
+
+# --- big files --------------------------------------------------------------------------------
+
+
+def test_split_file_matches_single_shot(emulator):
+    audio = speech(LONG, "wav")  # ~37 s of 24 kHz PCM (~1.8 MB)
+    assert len(audio) > 1_000_000
+    whole = transcribe([audio], cache=None, model="WhisperLargeV3Ct2")
+    assert requests(emulator) == 1
+    split = transcribe([audio], model="WhisperLargeV3Ct2", max_upload_mb=0.1)
+    n_chunks = int(split.files["chunks"].iloc[0])
+    assert n_chunks >= 3
+    assert requests(emulator) == 1 + n_chunks
+    assert split.files["status"].tolist() == ["ok"]
+    assert split.files["text"].iloc[0] == whole.files["text"].iloc[0] == LONG
+    a, b = whole.segments, split.segments
+    assert len(a) == len(b) == 14
+    assert a["text"].tolist() == b["text"].tolist()
+    np.testing.assert_allclose(b["start"].to_numpy(float), a["start"].to_numpy(float), atol=0.1)
+    np.testing.assert_allclose(b["end"].to_numpy(float), a["end"].to_numpy(float), atol=0.1)
+    wa, wb = whole.words, split.words
+    assert wa["word"].tolist() == wb["word"].tolist() == LONG.split()
+    np.testing.assert_allclose(wb["start"].to_numpy(float), wa["start"].to_numpy(float), atol=0.1)
+    assert wb["segment"].tolist() == wa["segment"].tolist()
+    assert split.files["duration"].iloc[0] == pytest.approx(whole.files["duration"].iloc[0])
+    # paid once: the stitched file is cached whole
+    transcribe([audio], model="WhisperLargeV3Ct2", max_upload_mb=0.1)
+    assert requests(emulator) == 1 + n_chunks
+
+
+def test_video_is_reduced_to_its_audio_track(emulator):
+    video = make_video_with_audio(speech(TEXT_V), width=320, height=240, fps=25)
+    res = transcribe([video], cache=None)
+    assert res.files["text"].tolist() == [TEXT_V]
+    history = [h for h in emulator.history if "transcriptions" in str(h)]
+    assert emulator.stats(EP)["bytes"] < len(video), history[:1]
+
+
+def test_failed_chunk_is_the_only_one_sent_again(emulator):
+    deapi_ds.set_config(max_retries=0)
+    audio = speech(LONG, "wav")
+    emulator.configure(EP, script=[None, 500])
+    res = transcribe([audio], max_upload_mb=0.1, concurrency=1)
+    n_chunks = int(res.files["chunks"].iloc[0])
+    row = res.files.iloc[0]
+    assert row["status"] == "error" and bool(row["retryable"])
+    assert row["error_type"] == "ServerError"
+    assert f"chunk 2 of {n_chunks}" in row["error"]
+    assert requests(emulator) == n_chunks
+    again = transcribe([audio], max_upload_mb=0.1, concurrency=1)
+    assert again.files["status"].tolist() == ["ok"]
+    assert requests(emulator) == n_chunks + 1  # only the failed chunk
+    assert again.files["text"].iloc[0] == LONG
+
+
+# --- paid once: resume -------------------------------------------------------------------------
+
+
+def _clips(tmp_path, n):
+    root = tmp_path / "clips"
+    root.mkdir()
+    for i in range(n):
+        (root / f"clip{i:02d}.mp3").write_bytes(speech(f"Clip number {i} is short."))
+    return root
+
+
+def test_rerun_after_server_errors_sends_only_missing(emulator, tmp_path):
+    deapi_ds.set_config(max_retries=0)
+    root = _clips(tmp_path, 6)
+    emulator.configure(EP, script=[None, None, 503, 500, 500, 502])
+    first = transcribe_folder(root, concurrency=1)
+    assert first.files["status"].tolist() == ["ok"] * 2 + ["error"] * 4
+    assert first.files["retryable"].iloc[2:].all()
+    assert requests(emulator) == 6
+    second = transcribe_folder(root)
+    assert second.files["status"].tolist() == ["cached"] * 2 + ["ok"] * 4
+    assert requests(emulator) == 10
+    assert second.files["text"].tolist() == [f"Clip number {i} is short." for i in range(6)]
+
+
+def test_crash_mid_run_keeps_what_finished(emulator, tmp_path):
+    root = _clips(tmp_path, 5)
+    emulator.configure(EP, script=[None, None, 401])
+    with pytest.raises(deapi_ds.AuthenticationError):
+        transcribe_folder(root, concurrency=1)
+    sent = requests(emulator)
+    assert sent == 3
+    res = transcribe_folder(root)
+    assert (res.files["status"] == "cached").sum() == 2
+    assert requests(emulator) == sent + 3
+
+
+# --- validation before spending ------------------------------------------------------------------
+
+
+def test_parameters_are_checked_before_any_request(emulator, tmp_path):
+    path = tmp_path / "a.mp3"
+    path.write_bytes(speech(TEXT_A))
+    with pytest.raises(deapi_ds.InvalidParameterError, match="WhisperLargeV3Ct2"):
+        transcribe([path], word_timestamps=True)
+    with pytest.raises(deapi_ds.InvalidParameterError, match="to_srt"):
+        transcribe([path], response_format="srt")
+    with pytest.raises(deapi_ds.InvalidParameterError, match="ISO-639-1"):
+        transcribe([path], language="English")
+    with pytest.raises(deapi_ds.InvalidParameterError, match="max_upload_mb"):
+        transcribe([path], max_upload_mb=0)
+    with pytest.raises(deapi_ds.InvalidParameterError, match="cannot do"):
+        transcribe([path], model="Kokoro")
+    with pytest.raises(deapi_ds.InvalidParameterError, match="does not exist"):
+        transcribe_folder(tmp_path / "nope")
+    assert requests(emulator) == 0
+
+
+def test_text_and_json_formats(emulator, tmp_path):
+    path = tmp_path / "a.mp3"
+    path.write_bytes(speech(TEXT_A))
+    for fmt in ("text", "json"):
+        res = transcribe([path], response_format=fmt)
+        assert res.files["text"].tolist() == [TEXT_A]
+        assert res.files["n_segments"].isna().all()
+        assert res.segments.empty
+        assert res.files["duration"].notna().all()
+
+
+# --- words --------------------------------------------------------------------------------------
+
+
+def test_word_timestamps_with_ct2(emulator, tmp_path):
+    path = tmp_path / "a.mp3"
+    path.write_bytes(speech(TEXT_A))
+    res = transcribe([path], model="WhisperLargeV3Ct2")
+    words = res.words
+    assert words["word"].tolist() == TEXT_A.split()
+    assert words["segment"].tolist() == [0, 0, 1, 1, 1, 1]
+    assert words["start"].notna().all() and (words["start"] < words["end"]).all()
+    assert res.meta["word_timestamps"] is True
+    no_words = transcribe([path], model="WhisperLargeV3Ct2", word_timestamps=False)
+    assert no_words.words.empty and requests(emulator) == 2
+
+
+class _GappyClient(AsyncClient):
+    """Answers like a server that leaves some word timestamps out."""
+
+    async def transcribe(self, file, **kwargs):  # type: ignore[override]
+        self.calls = getattr(self, "calls", 0) + 1
+        return Transcription(
+            text="one two three and four",
+            language="english",
+            duration=2.0,
+            segments=[
+                {"id": 0, "start": 0.0, "end": 1.0, "text": "one two"},
+                {"id": 1, "start": 1.0, "end": 2.0, "text": "three and four"},
+            ],
+            words=[
+                {"word": "one", "start": 0.1, "end": 0.4},
+                {"word": "two"},
+                {"word": "three", "start": 1.1, "end": None},
+                {"word": "and"},
+                {"word": "four", "start": 1.5, "end": 1.9},
+            ],
+        )
+
+
+def test_missing_word_timestamps_stay_missing(emulator):
+    client = _GappyClient()
+    res = transcribe([speech("x")], client=client, cache=None)
+    assert client.calls == 1
+    w = res.words
+    assert w["word"].tolist() == ["one", "two", "three", "and", "four"]
+    assert w["start"].isna().tolist() == [False, True, False, True, False]
+    assert w["end"].isna().tolist() == [False, True, True, True, False]
+    assert w.loc[1, "start"] is pd.NA and w["start"].dtype == "Float64"
+    # a word without times takes its neighbours' segment only when they agree
+    assert w["segment"].astype("object").tolist() == [0, pd.NA, 1, 1, 1]
+    assert res.files["language"].tolist() == ["en"]  # "english" -> ISO code
+
+
+def test_normalize_language():
+    assert normalize_language("English") == "en"
+    assert normalize_language("en-US") == "en"
+    assert normalize_language("yue") == "yue"
+    assert normalize_language("") is None
+
+
+# --- analysis helpers ----------------------------------------------------------------------------
+
+
+def test_srt_and_vtt_parse_back(emulator, folder, tmp_path):
+    res = transcribe_folder(folder, pattern="*.mp*")
+    segs = res.segments_of("a.mp3")
+    for text, parse in ((res.to_srt("a.mp3"), _media.parse_srt), (res.to_vtt("a.mp3"), _media.parse_vtt)):
+        cues = parse(text)
+        assert [c["text"] for c in cues] == segs["text"].tolist()
+        np.testing.assert_allclose([c["start"] for c in cues], segs["start"].to_numpy(float), atol=1e-3)
+        np.testing.assert_allclose([c["end"] for c in cues], segs["end"].to_numpy(float), atol=1e-3)
+    target = tmp_path / "a.srt"
+    res.to_srt(str(folder / "a.mp3"), path=target)  # a path works as the file id
+    assert _media.parse_srt(target.read_text())[0]["text"] == "Hello there."
+    written = res.export_subtitles(tmp_path / "subs", fmt="vtt")
+    assert sorted(written["file"]) == ["a.mp3", "video.mp4"]
+    assert (tmp_path / "subs" / "a.vtt").exists() and (tmp_path / "subs" / "video.vtt").exists()
+    with pytest.raises(deapi_ds.InvalidParameterError, match="no transcript"):
+        res.to_srt("fake.mp3")
+    with pytest.raises(deapi_ds.InvalidParameterError, match="not in this result"):
+        res.to_srt("nothing.mp3")
+
+
+def test_stats_search_and_play(emulator, folder):
+    res = transcribe_folder(folder, pattern="*.wav", model="WhisperLargeV3Ct2")
+    stats = res.speaking_stats().set_index("file")
+    b = stats.loc["b.wav"]
+    assert b["words"] == len(TEXT_B.split())
+    seg = res.segments_of("b.wav")
+    assert b["speaking_time"] == pytest.approx(float((seg["end"] - seg["start"]).sum()))
+    assert b["words_per_minute"] == pytest.approx(b["words"] / b["speaking_time"] * 60)
+    assert stats.loc["empty.wav", "words"] is pd.NA
+    hits = res.search_text("budget")
+    assert hits["file"].tolist() == ["b.wav"]
+    assert res.search_text(r"bud\w+", regex=True)["file"].tolist() == ["b.wav"]
+    assert res.search_text("BUDGET", case=True).empty
+    html = res.play(hits.iloc[0])
+    markup = html._repr_html_() if hasattr(html, "_repr_html_") else html.data
+    assert "<audio" in markup and f"#t={hits.iloc[0]['start']:g}"[:6] in markup
+    view = res.view_segments("b.wav")
+    view_markup = view._repr_html_() if hasattr(view, "_repr_html_") else view.data
+    assert view_markup.count("<audio") == len(seg)
+
+
+def test_semantic_search_over_segments(emulator, folder):
+    pytest.importorskip("deapi_ds.embeddings")
+    res = transcribe_folder(folder, pattern="*.wav")
+    found = res.semantic_search("the budget file", k=2)
+    assert found["rank"].tolist() == [1, 2]
+    assert found.iloc[0]["file"] == "b.wav"
+
+
+def test_progress_counts_audio_seconds(emulator, folder, monkeypatch):
+    from deapi_ds import display
+
+    seen = {}
+
+    class Bar:
+        def __init__(self, total, desc, unit, disable):
+            seen.update(total=total, unit=unit, n=0.0, cached=0.0)
+
+        def update(self, n=1, *, failed=0):
+            seen["n"] += n
+
+        def set_cached(self, n):
+            seen["cached"] += n
+
+        def waiting(self, seconds):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(display, "progress", lambda total, desc, unit, disable: Bar(total, desc, unit, disable))
+    res = transcribe_folder(folder, pattern="*.mp3")
+    assert seen["unit"] == "s"
+    assert seen["total"] == pytest.approx(res.files["duration"].sum(), abs=0.1)
+    assert seen["n"] == pytest.approx(seen["total"], abs=0.1)
+    transcribe_folder(folder, pattern="*.mp3")
+    assert seen["cached"] == pytest.approx(seen["total"], abs=0.1)
