@@ -46,7 +46,9 @@ from .embeddings import (
 from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
 from .plotting import image_grid
 from .search import SearchIndex, search, top_k
+from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
 from .testing import emulated
+from .video import VideoJob, VideoJobs, agenerate_video, generate_video
 
 __all__ = [
     "APIConnectionError",
@@ -77,26 +79,35 @@ __all__ = [
     "SearchIndex",
     "ServerError",
     "Settings",
+    "SpeechResult",
     "UnprocessableEntityError",
+    "VideoJob",
+    "VideoJobs",
     "__version__",
     "aedit_images",
     "aembed",
     "aestimate",
     "agenerate_images",
+    "agenerate_video",
     "amodels",
+    "aspeak",
     "cache",
     "config_context",
     "edit_images",
     "embed",
     "emulated",
     "estimate",
+    "estimate_speech",
     "generate_images",
+    "generate_video",
     "get_config",
     "image_grid",
     "models",
     "reset_config",
     "search",
     "set_config",
+    "speak",
     "top_k",
     "use_emulator",
+    "voices",
 ]

@@ -339,9 +339,11 @@ def thumbnail_data_uri(
     ``image`` is encoded bytes (PNG, JPEG, WebP, ...), a PIL image, a uint8/float numpy array
     or a file path; it is never modified. The thumbnail fits in ``max_side`` pixels, keeps the
     aspect ratio and EXIF orientation, and is encoded as JPEG, or as PNG when the image has
-    transparency (``fmt="PNG"``, ``"JPEG"`` or ``"WEBP"`` forces a format; a JPEG of a
+    transparency (``fmt="PNG"``, ``"JPEG"`` or ``"WEBP"`` asks for a format; a JPEG of a
     transparent image is composited on white). The encoded size stays under about 15 KB at
-    160 px (the quality is lowered for noisy images), so a grid of 100 images adds ~1.5 MB.
+    160 px, scaled with the area for other sizes: noisy images get a lower JPEG quality, and a
+    PNG over that budget is quantized to 256 colours, then sent as JPEG if still too big (the
+    URI's MIME type always says which). A grid of 100 thumbnails thus adds at most ~2 MB.
 
     >>> from PIL import Image
     >>> uri = thumbnail_data_uri(Image.new("RGBA", (800, 400), (255, 0, 0, 128)))
@@ -812,6 +814,8 @@ def frame_html(
                     cell = _img_tag(_read_if_path(value), thumb)
                 elif kind == "video" and isinstance(value, (str, os.PathLike)):
                     cell = video_html(path=value, max_bytes=min(budget, 5_000_000))
+                    if "base64," in cell:
+                        budget -= Path(value).stat().st_size
                 else:
                     raw = _as_bytes(_read_if_path(value), f"Column {column!r}")
                     if len(raw) > budget:

@@ -532,7 +532,7 @@ class SearchIndex:
 
         >>> df = pd.DataFrame({"text": ["a", "b"], "embedding": [np.ones(4), -np.ones(4)]})
         >>> SearchIndex.from_frame(df)
-        SearchIndex(2 rows × 4 dims, columns=['text'])
+        deapi_ds.SearchIndex(2 rows × 4 dims, columns=['text'])
         """
         if not isinstance(df, pd.DataFrame):
             raise InvalidParameterError(
@@ -582,7 +582,7 @@ class SearchIndex:
             parts.append(f"columns={cols[:6] + ['…'] if len(cols) > 6 else cols}")
         if self._embed is not None:
             parts.append(f"embed={getattr(self._embed, '__name__', type(self._embed).__name__)}")
-        return f"SearchIndex({', '.join(parts)})"
+        return f"deapi_ds.SearchIndex({', '.join(parts)})"
 
     # -- queries
 

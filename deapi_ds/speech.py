@@ -47,6 +47,7 @@ __all__ = [
     "SpeechResult",
     "aspeak",
     "estimate_speech",
+    "join_audio",
     "speak",
     "split_sentences",
     "voices",

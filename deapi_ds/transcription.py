@@ -696,6 +696,7 @@ async def _run(
     chunk_params = {**params, "unit": "chunk"}
     io_limit = anyio.CapacityLimiter(8)
     cpu_limit = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+    probe_limit = anyio.CapacityLimiter(2)  # probing runs ahead of, not instead of, the uploads
     kept: dict[str, bytes] = {}
 
     # 1. read + hash -----------------------------------------------------------------------
@@ -779,27 +780,35 @@ async def _run(
                 if f".{ext}" in (_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS):
                     it.name = f"{it.file}.{ext}"
 
-    async def probe_async(group: list[_Item]) -> None:
-        await anyio.to_thread.run_sync(probe_one, group, limiter=cpu_limit)
+    work = list(groups.values())
 
-    async with anyio.create_task_group() as tg:
-        for group in groups.values():
-            tg.start_soon(probe_async, group)
-    work = [g for g in groups.values() if g[0].status == "pending"]
-
-    # 4. send ---------------------------------------------------------------------------------
+    # 4. send (files are probed ahead of the senders, so uploads start at once) --------------
     from .display import progress as make_progress
 
     show = settings.progress if progress is None else bool(progress)
     cached_seconds = sum(it.duration or 0.0 for it in items if it.status == "cached")
-    todo_seconds = sum(g[0].duration or 0.0 for g in work)
+    total_seconds = cached_seconds
     bar = make_progress(
-        round(cached_seconds + todo_seconds, 1),
-        desc=f"transcribe {model}",
-        unit="s",
-        disable=not show,
+        round(total_seconds, 1), desc=f"transcribe {model}", unit="s", disable=not show
     )
     bar.set_cached(round(cached_seconds, 1))
+    probed = {g[0].key: anyio.Event() for g in work}
+
+    async def probe_all() -> None:
+        async def probe_async(group: list[_Item]) -> None:
+            nonlocal total_seconds
+            try:
+                await anyio.to_thread.run_sync(probe_one, group, limiter=probe_limit)
+            finally:
+                if group[0].duration:
+                    total_seconds += group[0].duration
+                    bar.total = round(total_seconds, 1)
+                probed[group[0].key].set()
+
+        async with anyio.create_task_group() as probe_tg:
+            for group in work:
+                probe_tg.start_soon(probe_async, group)
+
     counted: dict[str, float] = {}
     stats = {"requests": 0, "chunks_cached": 0}
     sem = anyio.Semaphore(opts["concurrency"])
@@ -809,16 +818,43 @@ async def _run(
         counted[key] = counted.get(key, 0.0) + seconds
         bar.update(round(seconds, 3), failed=failed)
 
-    async def write(rows: list[tuple[str, str, dict[str, Any], float | None, int]]) -> None:
-        table = _cache_table(rows, params_text)
+    # Group commit: each finished file (or chunk) is written before write() returns, but the
+    # rows that finish while a write is in progress go out together in the next file, so a
+    # fast run does not leave one parquet file per clip.
+    pending_rows: list[tuple[str, str, dict[str, Any], float | None, int]] = []
+    write_lock = anyio.Lock()
+
+    def write_now(rows: list[tuple[str, str, dict[str, Any], float | None, int]]) -> None:
         try:
-            await anyio.to_thread.run_sync(store.write, TASK, model, table)
-        except (CacheError, OSError, ValueError) as exc:
-            warnings.warn(
-                f"deapi_ds: a transcription could not be cached ({exc}); it will be sent again "
-                "next time.",
-                stacklevel=2,
-            )
+            store.write(TASK, model, _cache_table(rows, params_text))
+        except ValueError:
+            if len(rows) == 1:
+                raise
+            for row in rows:  # keep the others when one row cannot be stored
+                try:
+                    store.write(TASK, model, _cache_table([row], params_text))
+                except ValueError as exc:
+                    warnings.warn(
+                        f"deapi_ds: a transcription could not be cached ({exc}); it will be "
+                        "sent again next time.",
+                        stacklevel=2,
+                    )
+
+    async def write(rows: list[tuple[str, str, dict[str, Any], float | None, int]]) -> None:
+        pending_rows.extend(rows)
+        async with write_lock:
+            if not pending_rows:
+                return  # written by the previous holder of the lock
+            batch = pending_rows[:]
+            pending_rows.clear()
+            try:
+                await anyio.to_thread.run_sync(write_now, batch, limiter=io_limit)
+            except (CacheError, OSError, ValueError) as exc:
+                warnings.warn(
+                    f"deapi_ds: {len(batch)} transcription(s) could not be cached ({exc}); they "
+                    "will be sent again next time.",
+                    stacklevel=2,
+                )
 
     async def send(chunk: _media.Chunk, stem: str, chunk_fmt: str) -> dict[str, Any]:
         async with sem:
@@ -833,10 +869,13 @@ async def _run(
             )
         return _record_from_response(tr, chunk_fmt)
 
-    async def worker(group: list[_Item]) -> dict[str, Any]:
+    async def worker(group: list[_Item]) -> dict[str, Any] | None:
         lead = group[0]
         key = lead.key
         assert key is not None
+        await probed[key].wait()
+        if lead.status == "error":  # not audio, corrupt, unreadable: recorded by the probe
+            return None
         data = await anyio.to_thread.run_sync(read, lead, limiter=io_limit)
         name = lead.name or lead.file
         try:
@@ -924,7 +963,9 @@ async def _run(
                 )
             advance(key, remaining, failed=len(group))
             return
-        assert rec is not None
+        if rec is None:
+            advance(key, 0.0, failed=len(group))
+            return
         rec["duration"] = lead.duration
         for it in group:
             it.status, it.record = "ok", rec
@@ -933,11 +974,24 @@ async def _run(
 
     previous_wait = aclient.engine.on_wait
     aclient.engine.on_wait = bar.waiting
+    failure: list[BaseException] = []
+
+    async def send_all(tg: Any) -> None:
+        try:
+            await map_batches(work, worker, on_done=on_done, limit=max(2, 2 * opts["concurrency"]))
+        except Exception as exc:  # a fatal error: stop probing too, raise it unwrapped
+            failure.append(exc)
+            tg.cancel_scope.cancel()
+
     try:
-        await map_batches(work, worker, on_done=on_done, limit=max(2, 2 * opts["concurrency"]))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(probe_all)
+            await send_all(tg)
     finally:
         aclient.engine.on_wait = previous_wait
         bar.close()
+    if failure:
+        raise failure[0]
 
     meta.update(
         model=model,
@@ -947,7 +1001,7 @@ async def _run(
         max_upload_bytes=opts["max_bytes"],
         requests=stats["requests"],
         chunks_cached=stats["chunks_cached"],
-        cache=repr(store),
+        cache=getattr(store, "location", None),
     )
     return _assemble(items, index, model=model, meta=meta, kept=kept)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
@@ -913,6 +914,8 @@ async def agenerate_video(
             except Exception as exc:  # noqa: BLE001 - keep the recorded id; a rerun resumes
                 job._record_exception(exc, "Checking the recorded job")
                 return False
+            if job.status == "completed" and job.expires_at and job.expires_at < time.time():
+                job.status = "expired"  # done long ago and never downloaded: gone
             if job.status not in ("error", "expired"):
                 return False  # completed or still running: resume it
             job.id = None  # failed, expired or unknown: pay for a new one

@@ -262,7 +262,7 @@ def test_search_index_text_queries_ranks_and_columns(docs):
     assert "failed row" not in result["text"].tolist()
     assert len(index) == 8
     assert repr(index) == (
-        "SearchIndex(8 rows × 6 dims, 1 without vectors, text_column='text', embed=fake_embed)"
+        "deapi_ds.SearchIndex(8 rows × 6 dims, 1 without vectors, text_column='text', embed=fake_embed)"
     )
 
 

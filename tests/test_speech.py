@@ -286,10 +286,17 @@ def test_a_failed_request_is_a_row_error_and_the_rerun_retries_only_it(emulator)
 
 
 def test_one_failed_part_fails_only_its_row(emulator):
-    emulator.configure("audio.speech", script=[None, 422])
-    out = speak([LONG, "Short."], voice="af_bella", max_chars=60)
-    assert out.status.iloc[0] == "error" and out.audio.iloc[0] is None
-    assert out.status.iloc[1] == "ok"
+    other = "A second long text follows here. It has two sentences in it."
+    emulator.configure("audio.speech", script=[None, 422])  # one part of one text fails
+    out = speak([LONG, other], voice="af_bella", max_chars=60)
+    assert sorted(out.status.tolist()) == ["error", "ok"]
+    bad = out.frame[out.status.eq("error").to_numpy()]
+    assert bad["audio"].iloc[0] is None and bad["error_type"].iloc[0] == "UnprocessableEntityError"
+    n = requests(emulator)
+    assert n == len(split_sentences(LONG, 60)) + len(split_sentences(other, 60))
+    again = speak([LONG, other], voice="af_bella", max_chars=60)
+    assert requests(emulator) == n + 1  # only the failed part is sent again
+    assert sorted(again.status.tolist()) == ["cached", "ok"]
 
 
 def test_save_writes_files_with_safe_names(emulator, tmp_path):

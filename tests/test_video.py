@@ -181,6 +181,17 @@ def test_unknown_recorded_job_is_created_again(emu):
     assert fresh.stats("videos.retrieve")["errors"] == 1  # the 404 for the recorded id
 
 
+def test_a_completed_job_whose_result_expired_is_created_again(emu, monkeypatch):
+    job = generate_video("a kite", wait=False, **FAST)
+    job.wait(poll=0.01, download=False)  # done, never downloaded
+    assert job.ok and job.video is None and job.expires_at
+    later = job.expires_at + 1
+    monkeypatch.setattr(video, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
+    again = generate_video("a kite", **FAST)
+    assert again.ok and again.id != job.id
+    assert counts(emu)[0] == 2
+
+
 def test_from_id_resumes_any_job(emu):
     job = generate_video("a moonrise", wait=False, **FAST)
     restart()
@@ -226,7 +237,8 @@ def test_polling_respects_the_status_endpoint_rate_limit():
 
     emu = Emulator(video_polls_to_complete=3, clock=clock)
     emu.configure("videos.retrieve", rpm=4)  # the server answers 429 above 4 per minute
-    engine = Engine(rpm={"videos.retrieve": 4}, clock=clock, sleep=sleep)
+    # one request at a time, so the fake clock never jumps while a request is in flight
+    engine = Engine(max_concurrency=1, rpm={"videos.retrieve": 4}, clock=clock, sleep=sleep)
     client = deapi_ds.AsyncClient(
         api_key="dpn-sk-0|emulator",
         base_url=EMULATOR_BASE_URL,
@@ -237,7 +249,8 @@ def test_polling_respects_the_status_endpoint_rate_limit():
     assert jobs.status.tolist() == ["ok"] * 3
     assert emu.stats("videos.retrieve")["rate_limited"] == 0
     assert emu.stats("videos.retrieve")["requests"] == 9
-    assert now[0] >= 60.0  # 9 polls at 4 per minute needed the limiter to wait
+    assert now[0] >= 120.0  # 9 polls at 4 per minute: the limiter waited two windows
+    assert engine.limiter("videos.retrieve").total_wait >= 120.0
 
 
 def test_bad_parameters_raise_before_spending(emu):

@@ -936,9 +936,44 @@ def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.concatenate(planes).round(), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
 
 
+def _planes(frame: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Writable (Y, U, V) views of a yuv420p frame stored as one (h * 3 / 2, w) array."""
+    flat = frame.reshape(-1)
+    quarter = w * h // 4
+    return (
+        flat[: w * h].reshape(h, w),
+        flat[w * h : w * h + quarter].reshape(h // 2, w // 2),
+        flat[w * h + quarter :].reshape(h // 2, w // 2),
+    )
+
+
+def _yuv_colour(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    patch = np.empty((2, 2, 3), dtype=np.uint8)
+    patch[:] = rgb
+    y, u, v = _planes(_rgb_to_yuv420p(patch), 2, 2)
+    return int(y[0, 0]), int(u[0, 0]), int(v[0, 0])
+
+
+def _fill_disc(
+    frame: np.ndarray, w: int, h: int, cx: float, cy: float, r: float, colour: tuple[int, ...]
+) -> None:
+    """Draw a filled disc on a yuv420p frame in place (chroma at half resolution)."""
+    for plane, scale, value in zip(_planes(frame, w, h), (1, 2, 2), colour, strict=True):
+        ph, pw = plane.shape
+        x0, x1 = max(0, int((cx - r) / scale)), min(pw, int((cx + r) / scale) + 1)
+        y0, y1 = max(0, int((cy - r) / scale)), min(ph, int((cy + r) / scale) + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        xs = (np.arange(x0, x1) + 0.5) * scale - cx
+        ys = (np.arange(y0, y1) + 0.5) * scale - cy
+        inside = ys[:, None] ** 2 + xs[None, :] ** 2 <= r * r
+        plane[y0:y1, x0:x1][inside] = value
+
+
 def _encode_frames(out: Any, stream: Any, frames: Iterable[np.ndarray]) -> None:
-    for index, rgb in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(_rgb_to_yuv420p(rgb), format="yuv420p")
+    """Encode yuv420p frames given as (h * 3 / 2, w) uint8 arrays."""
+    for index, yuv in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = index
         for packet in stream.encode(frame):
             out.mux(packet)
@@ -975,10 +1010,10 @@ def render_mp4(
         )
     w, h = _even(width), _even(height)
     rng = _rng("mp4", prompt, seed)
-    background = _gradient(w, h, rng)
+    background = _rgb_to_yuv420p(_gradient(w, h, rng))
     shapes = [
         (
-            np.array(colour, dtype=np.uint8),
+            _yuv_colour(colour),
             rng.uniform(0.06, 0.16) * min(w, h),  # radius
             rng.uniform(0.3, 1.2),  # x frequency (cycles per second)
             rng.uniform(0.3, 1.2),  # y frequency
@@ -986,20 +1021,16 @@ def render_mp4(
         )
         for colour in _palette(rng, 3)
     ]
-    yy, xx = np.mgrid[0:h, 0:w]
     n_frames = max(1, round(seconds * fps))
 
-    def frames() -> Any:
+    def frames() -> Iterable[np.ndarray]:
         for index in range(n_frames):
             t = index / fps
             frame = background.copy()
             for colour, radius, fx, fy, phase in shapes:
                 cx = w / 2 + (w / 2 - radius) * math.sin(2 * math.pi * fx * t + phase)
                 cy = h / 2 + (h / 2 - radius) * math.cos(2 * math.pi * fy * t + phase * 1.7)
-                x0, x1 = max(0, int(cx - radius)), min(w, int(cx + radius) + 1)
-                y0, y1 = max(0, int(cy - radius)), min(h, int(cy + radius) + 1)
-                inside = (xx[y0:y1, x0:x1] - cx) ** 2 + (yy[y0:y1, x0:x1] - cy) ** 2 <= radius**2
-                frame[y0:y1, x0:x1][inside] = colour
+                _fill_disc(frame, w, h, cx, cy, radius, colour)
             yield frame
 
     buf, out = _open_mp4()
@@ -1035,11 +1066,20 @@ def make_video_with_audio(
     w, h = _even(width), _even(height)
     n_frames = max(1, math.ceil(duration * fps))
 
-    def frames() -> Any:
+    background = np.empty((h, w, 3), dtype=np.uint8)
+    background[:] = (24, 28, 40)
+    background = _rgb_to_yuv420p(background)
+    bar_colour = _yuv_colour((90, 200, 140))
+    bar_top = h - max(2, h // 10) // 2 * 2  # even, so chroma rows line up
+
+    def frames() -> Iterable[np.ndarray]:
         for index in range(n_frames):
-            frame = np.full((h, w, 3), (24, 28, 40), dtype=np.uint8)
-            bar = round(w * (index + 1) / n_frames)
-            frame[h - max(2, h // 10) :, :bar] = (90, 200, 140)
+            frame = background.copy()
+            bar = round(w * (index + 1) / n_frames) // 2 * 2
+            for plane, scale, value in zip(
+                _planes(frame, w, h), (1, 2, 2), bar_colour, strict=True
+            ):
+                plane[bar_top // scale :, : bar // scale] = value
             yield frame
 
     buf, out = _open_mp4()

@@ -31,6 +31,7 @@ _MAX_BODY = 512 * 1024 * 1024
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     server_version = "deapi-emulator"
     sys_version = ""
     server: _HTTPServer
@@ -95,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # many clients connect at once (benchmarks at 128+ concurrency)
 
     def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool) -> None:
         self.emulator = emulator
