@@ -24,6 +24,7 @@ Environment variables (the README has the same table)::
     DEAPI_DS_PROGRESS            1 (0 hides progress bars)
     DEAPI_DS_PROFILE             auto (deapi | openai-compatible)
     DEAPI_DS_MAX_UPLOAD_MB       80 (transcription upload limit; deAPI's later docs say 20)
+    DEAPI_DS_SPEECH_FORMATS      mp3,wav,flac,opus (deAPI's later docs say mp3 only)
     DEAPI_DS_ALLOW_INSECURE_HTTP 0 (1 allows sending the key over plain http to a non-loopback host)
 """
 
@@ -185,6 +186,7 @@ class Settings:
     progress: bool = True
     profile: str = "auto"
     max_upload_mb: float | None = None
+    speech_formats: tuple[str, ...] | None = None
     allow_insecure_http: bool = False
     transport: Any = None
     user_agent_extra: str | None = None
@@ -290,6 +292,14 @@ def _number(value: str, name: str, kind: type = float) -> Any:
         raise ConfigurationError(f"{name} must be a number. Got {value!r}.") from None
 
 
+def _formats(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = tuple(v.strip().lower() for v in items if str(v).strip())
+    if not out:
+        raise ConfigurationError("speech_formats must name at least one format, e.g. 'mp3'.")
+    return out
+
+
 def parse_rpm(value: str) -> float | dict[str, float]:
     """Parse ``"60"`` or ``"embeddings=10,audio.speech=5"``."""
     value = value.strip()
@@ -342,6 +352,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         values["rpm"] = parse_rpm(env["DEAPI_DS_RPM"])
     if env.get("DEAPI_DS_PROGRESS"):
         values["progress"] = _bool(env["DEAPI_DS_PROGRESS"], "DEAPI_DS_PROGRESS")
+    if env.get("DEAPI_DS_SPEECH_FORMATS"):
+        values["speech_formats"] = _formats(env["DEAPI_DS_SPEECH_FORMATS"])
     if env.get("DEAPI_DS_PROFILE"):
         values["profile"] = env["DEAPI_DS_PROFILE"].strip()
     if env.get("DEAPI_DS_ALLOW_INSECURE_HTTP"):
@@ -367,6 +379,8 @@ def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             out["key_source"] = "set_config"
         if name == "rpm" and isinstance(value, str):
             value = parse_rpm(value)
+        if name == "speech_formats" and value is not None:
+            value = _formats(value)
         if name == "base_url" and value is not None:
             value = str(value).rstrip("/")
         out[name] = value

@@ -255,11 +255,13 @@ def get_profile(settings: Any = None) -> ProviderProfile:
     """The provider profile for a Settings object (or a profile name), with config overrides applied."""
     name = "auto"
     max_upload_mb = None
+    speech_formats = None
     if isinstance(settings, str):
         name = settings
     elif settings is not None:
         name = settings.profile
         max_upload_mb = settings.max_upload_mb
+        speech_formats = getattr(settings, "speech_formats", None)
     if name == "auto":
         name = "deapi"
     try:
@@ -270,4 +272,10 @@ def get_profile(settings: Any = None) -> ProviderProfile:
         ) from None
     if max_upload_mb:
         profile = dataclasses.replace(profile, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+    if speech_formats:
+        models = {
+            mid: dataclasses.replace(m, formats=tuple(speech_formats)) if m.formats else m
+            for mid, m in profile.models.items()
+        }
+        profile = dataclasses.replace(profile, models=models)
     return profile

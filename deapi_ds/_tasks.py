@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import numpy as np
+import pandas as pd
 
 from . import _config
 from ._client import AsyncClient, Client
@@ -30,7 +32,7 @@ from ._exceptions import (
     PermissionDeniedError,
 )
 
-__all__ = ["FATAL_ERRORS", "map_batches", "resolve_client", "syncify"]
+__all__ = ["FATAL_ERRORS", "as_series", "map_batches", "resolve_client", "syncify"]
 
 T = TypeVar("T")
 B = TypeVar("B")
@@ -44,6 +46,64 @@ FATAL_ERRORS: tuple[type[BaseException], ...] = (
     ModelNotFoundError,
     InvalidParameterError,
 )
+
+
+def as_series(
+    data: Any,
+    column: Any = None,
+    *,
+    func: str,
+    what: str = "texts",
+    default_column: str | None = None,
+) -> pd.Series:
+    """Normalise a task's input to a Series, keeping a Series' or DataFrame's index.
+
+    ``data`` is a str, a sequence, a Series, or a DataFrame with ``column`` (a name or a Series;
+    a one-column frame or ``default_column`` needs none). Errors name the function and list the
+    available columns.
+    """
+    if isinstance(data, pd.DataFrame):
+        if isinstance(column, pd.Series):
+            return column
+        if column is None:
+            if default_column is not None and default_column in data.columns:
+                column = default_column
+            elif data.shape[1] == 1:
+                return data.iloc[:, 0]
+            else:
+                raise InvalidParameterError(
+                    f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds "
+                    f"the {what}: {func}(df, 'column'). Available columns: {list(data.columns)}."
+                )
+        if column not in data.columns:
+            raise InvalidParameterError(
+                f"Column {column!r} not found. Available columns: {list(data.columns)}."
+            )
+        return data[column]
+    if isinstance(column, pd.Series) and data is None:
+        return column
+    if column is not None:
+        raise InvalidParameterError(
+            f"{func}(data, column) takes a column only when data is a DataFrame; got "
+            f"{type(data).__name__}."
+        )
+    if isinstance(data, pd.Series):
+        return data
+    if isinstance(data, str | bytes):
+        return pd.Series([data], dtype=object)
+    if isinstance(data, np.ndarray) and data.ndim != 1:
+        raise InvalidParameterError(
+            f"{func}() takes a 1-D array of {what}; got shape {data.shape}."
+        )
+    try:
+        values = list(data)
+    except TypeError:
+        raise InvalidParameterError(
+            f"{func}() takes a str, a list of {what}, a Series or a DataFrame and a column name; "
+            f"got {type(data).__name__}."
+        ) from None
+    return pd.Series(values, dtype=object)
+
 
 _shared: dict[Any, AsyncClient] = {}
 _shared_lock = threading.Lock()

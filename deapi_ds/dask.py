@@ -60,7 +60,6 @@ import inspect
 import itertools
 import logging
 import math
-import os
 import socket
 import threading
 import time
@@ -446,9 +445,7 @@ def _worker_client(job: _Job) -> AsyncClient:
         "retry": RetryPolicy(settings.max_retries, max_retry_wait=settings.max_retry_wait),
     }
     if gated:
-        rate = (
-            _semaphore(f"deapi_ds-{job.endpoint}-rpm", max(1, int(job.rpm))) if job.rpm else None
-        )
+        rate = _semaphore(f"deapi_ds-{job.endpoint}-rpm", max(1, int(job.rpm))) if job.rpm else None
         inflight = (
             _semaphore(f"deapi_ds-{job.endpoint}", job.max_concurrency)
             if job.max_concurrency
@@ -573,7 +570,9 @@ def embed(
     series = _dask_series(data, column, "embed")
     _check_kwargs(embed_kwargs, _embeddings.aembed, _EMBED_REFUSED, "embed")
     if not isinstance(model, str) or not model:
-        raise InvalidParameterError(f"model must be a model name such as 'Bge_M3_FP16'. Got {model!r}.")
+        raise InvalidParameterError(
+            f"model must be a model name such as 'Bge_M3_FP16'. Got {model!r}."
+        )
     job = _make_job(_embeddings.TASK, cache, rpm, max_concurrency, "embed")
     return series.map_partitions(
         _embed_partition,
@@ -656,9 +655,7 @@ def to_matrix(data: Any, column: str = "embedding", *, dimension: int | None = N
         dimension = _first_dimension(cells)
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
         raise InvalidParameterError(f"dimension must be an int >= 1. Got {dimension!r}.")
-    return cells.map_partitions(
-        _stack, dimension, meta=np.empty((0, dimension), dtype=np.float32)
-    )
+    return cells.map_partitions(_stack, dimension, meta=np.empty((0, dimension), dtype=np.float32))
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from ._exceptions import (
 )
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame
-from ._tasks import FATAL_ERRORS, map_batches, resolve_client, syncify
+from ._tasks import FATAL_ERRORS, as_series, map_batches, resolve_client, syncify
 
 __all__ = [
     "EmbeddingResult",
@@ -99,43 +99,6 @@ def _split_pieces(text: str, max_tokens: int) -> list[str]:
 
 
 # --- input handling --------------------------------------------------------------------------
-
-
-def _as_series(data: Any, column: Any, func: str) -> pd.Series:
-    if isinstance(data, pd.DataFrame):
-        if column is None:
-            if data.shape[1] == 1:
-                return data.iloc[:, 0]
-            raise InvalidParameterError(
-                f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds the "
-                f"text: {func}(df, 'column'). Available columns: {list(data.columns)}."
-            )
-        if isinstance(column, pd.Series):
-            return column
-        if column not in data.columns:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(data.columns)}."
-            )
-        return data[column]
-    if column is not None and not isinstance(data, pd.DataFrame):
-        raise InvalidParameterError(
-            f"{func}(data, column) takes a column only when data is a DataFrame; got "
-            f"{type(data).__name__}."
-        )
-    if isinstance(data, pd.Series):
-        return data
-    if isinstance(data, str):
-        return pd.Series([data], dtype=object)
-    if isinstance(data, np.ndarray) and data.ndim != 1:
-        raise InvalidParameterError(f"{func}() takes a 1-D array of texts; got shape {data.shape}.")
-    try:
-        values = list(data)
-    except TypeError:
-        raise InvalidParameterError(
-            f"{func}() takes a Series, a list of texts or a DataFrame and a column name; got "
-            f"{type(data).__name__}."
-        ) from None
-    return pd.Series(values, dtype=object)
 
 
 @dataclasses.dataclass
@@ -389,7 +352,7 @@ async def aembed(
     progress: bool | None = None,
 ) -> EmbeddingResult | Estimate:
     """Embed a text column: ``await deapi_ds.aembed(df, "text")`` (async twin of :func:`embed`)."""
-    series = _as_series(data, column, "embed")
+    series = as_series(data, column, func="embed")
     if on_empty not in ("empty", "raise"):
         raise InvalidParameterError(f"on_empty must be 'empty' or 'raise'. Got {on_empty!r}.")
     if on_long not in ("truncate", "error", "chunk"):

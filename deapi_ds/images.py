@@ -70,7 +70,7 @@ from ._exceptions import (
 )
 from ._profiles import ModelProfile, ProviderProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame
-from ._tasks import map_batches, resolve_client, syncify
+from ._tasks import as_series, map_batches, resolve_client, syncify
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -671,38 +671,16 @@ def _plan_requests(units: Sequence[_Unit], max_n: Callable[[str], int | None]) -
 
 def _texts(prompts: Any, column: Any, func: str) -> tuple[list[Any], list[Any]]:
     """Prompts and their row labels from a str, list, Series or DataFrame + column."""
-    if isinstance(column, pd.Series):
-        return column.tolist(), column.index.tolist()
-    if isinstance(prompts, pd.DataFrame):
-        if column is None:
-            if "prompt" not in prompts.columns:
-                raise InvalidParameterError(
-                    f"{func}() got a DataFrame: name the prompt column with column=... "
-                    f"Available columns: {list(prompts.columns)}."
-                )
-            column = "prompt"
-        if column not in prompts.columns:
-            raise InvalidParameterError(
-                f"Column {column!r} not found (column=...). Available columns: {list(prompts.columns)}."
-            )
-        series = prompts[column]
-        return series.tolist(), series.index.tolist()
-    if column is not None:
-        raise InvalidParameterError(
-            f"column=... of {func}() needs a DataFrame as the first argument (or pass the column "
-            "itself as a Series)."
-        )
-    if isinstance(prompts, pd.Series):
-        return prompts.tolist(), prompts.index.tolist()
-    if isinstance(prompts, str):
-        return [prompts], [0]
-    if isinstance(prompts, Sequence | pd.Index | np.ndarray):
-        items = list(prompts)
-        return items, list(range(len(items)))
-    raise InvalidParameterError(
-        f"The prompts of {func}() must be a str, a list of str, a Series or a DataFrame with "
-        f"column=... Got {type(prompts).__name__}."
+    series = as_series(
+        None
+        if isinstance(column, pd.Series) and not isinstance(prompts, pd.DataFrame)
+        else prompts,
+        column,
+        func=func,
+        what="prompts",
+        default_column="prompt",
     )
+    return series.tolist(), series.index.tolist()
 
 
 def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:

@@ -40,7 +40,7 @@ from ._client import AsyncClient, Client
 from ._exceptions import CacheError, CacheWarning, InvalidParameterError, ResponseValidationError
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
-from ._tasks import map_batches, resolve_client, syncify
+from ._tasks import as_series, map_batches, resolve_client, syncify
 
 __all__ = [
     "SpeechEstimate",
@@ -290,36 +290,7 @@ def _check_speed(speed: Any, func: str) -> float | None:
 
 def _texts(texts: Any, column: Any, func: str) -> pd.Series:
     """The input texts as a Series (keeping a Series' or DataFrame's index)."""
-    if isinstance(texts, pd.DataFrame):
-        if column is None:
-            raise InvalidParameterError(
-                f"{func}() got a DataFrame: pass column='<name>' to say which column to speak. "
-                f"Available columns: {list(texts.columns)}."
-            )
-        if isinstance(column, pd.Series):
-            series = column
-        elif column in texts.columns:
-            series = texts[column]
-        else:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(texts.columns)}."
-            )
-    elif column is not None:
-        raise InvalidParameterError(
-            f"The 'column' parameter of {func}() only applies to a DataFrame; got "
-            f"{type(texts).__name__} texts."
-        )
-    elif isinstance(texts, pd.Series):
-        series = texts
-    elif isinstance(texts, str):
-        series = pd.Series([texts], dtype=object)
-    elif isinstance(texts, Sequence | np.ndarray | pd.Index):
-        series = pd.Series(list(texts), dtype=object)
-    else:
-        raise InvalidParameterError(
-            f"{func}() needs a str, a list of str, a Series or a DataFrame with column=... "
-            f"Got {type(texts).__name__}."
-        )
+    series = as_series(texts, column, func=func, what="texts")
     for position, value in enumerate(series.tolist()):
         if not _missing(value) and not isinstance(value, str):
             raise InvalidParameterError(

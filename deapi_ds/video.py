@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -52,7 +51,7 @@ from ._exceptions import (
     ResponseValidationError,
 )
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
-from ._tasks import FATAL_ERRORS, map_batches, resolve_client, syncify
+from ._tasks import FATAL_ERRORS, as_series, map_batches, resolve_client, syncify
 
 __all__ = ["VideoJob", "VideoJobs", "agenerate_video", "generate_video"]
 
@@ -714,33 +713,9 @@ def _prompts(prompt: Any, column: Any) -> tuple[pd.Series, bool]:
     """The prompts as a Series and whether a single prompt (str) was given."""
     if isinstance(prompt, str):
         return pd.Series([prompt], dtype=object), True
-    if isinstance(prompt, pd.DataFrame):
-        if column is None:
-            raise InvalidParameterError(
-                "generate_video() got a DataFrame: pass column='<name>' for the prompts. "
-                f"Available columns: {list(prompt.columns)}."
-            )
-        if isinstance(column, pd.Series):
-            series = column
-        elif column in prompt.columns:
-            series = prompt[column]
-        else:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(prompt.columns)}."
-            )
-    elif column is not None:
-        raise InvalidParameterError(
-            "The 'column' parameter of generate_video() only applies to a DataFrame."
-        )
-    elif isinstance(prompt, pd.Series):
-        series = prompt
-    elif isinstance(prompt, Sequence | np.ndarray | pd.Index):
-        series = pd.Series(list(prompt), dtype=object)
-    else:
-        raise InvalidParameterError(
-            "generate_video() needs a prompt (str), a list of prompts, a Series or a DataFrame "
-            f"with column=... Got {type(prompt).__name__}."
-        )
+    series = as_series(
+        prompt, column, func="generate_video", what="prompts", default_column="prompt"
+    )
     for label, value in zip(series.index, series.tolist(), strict=True):
         if not _missing(value) and not isinstance(value, str):
             raise InvalidParameterError(

@@ -209,19 +209,17 @@ print(res.summary())
         check=True,
     ),
     code(
-        'print(res.files[["file", "language", "duration", "n_segments", "status"]].to_string())',
+        'print(res.files[["file", "language", "n_segments", "status"]].to_string())',
         check=True,
     ),
-    code('res.files[["file", "language", "text"]]'),
+    code('res.files[["file", "language", "duration", "text"]]'),
     code('res.segments[["file", "segment", "start", "end", "text"]].head(6)'),
     code("res.words.head(6)"),
     md("## Languages and durations"),
     code(
         """
-by_language = res.files.groupby("language").agg(files=("file", "size"), seconds=("duration", "sum"))
-print(by_language.round(1).to_string())
-""",
-        check=True,
+res.files.groupby("language").agg(files=("file", "size"), seconds=("duration", "sum")).round(1)
+"""
     ),
     code(
         """
@@ -247,7 +245,7 @@ folder = Path(tempfile.mkdtemp(prefix="subtitles_"))
 written = res.export_subtitles(folder)
 print(written.assign(subtitle=written["subtitle"].map(lambda p: Path(p).name)).to_string())
 print()
-print(res.to_srt("interview_mission.mp4"))
+print(res.to_srt("memo_doctor.wav"))
 """,
         check=True,
     ),
@@ -255,7 +253,10 @@ print(res.to_srt("interview_mission.mp4"))
 ## Search what was said
 
 `search_text` finds keywords; `semantic_search` embeds every segment once (cached like any
-embedding) and ranks them by meaning. Each hit plays just its segment.
+embedding) and ranks them by similarity. Each hit plays just its segment.
+
+(The emulator's embeddings are lexical: segments that share words with the query rank first.
+deAPI's BGE-M3 matches meaning across wording and languages.)
 """),
     code(
         'print(res.search_text("doctor")[["file", "start", "end", "text"]].to_string())',
@@ -263,7 +264,7 @@ embedding) and ranks them by meaning. Each hit plays just its segment.
     ),
     code(
         """
-hits = res.semantic_search("astronauts on a space mission", k=3)
+hits = res.semantic_search("the mars rover mission", k=3)
 print(hits[["rank", "score", "file", "start", "end", "text"]].round(2).to_string())
 """,
         check=True,
@@ -449,7 +450,8 @@ from PIL import Image
 
 chosen = deapi_ds.ImageResult(grid.frame[grid.frame["seed"].eq(2)])
 saved = chosen.save(Path(tempfile.mkdtemp(prefix="chosen_")))
-print(saved["path"].map(lambda p: Path(p).name).to_string())
+for path in saved["path"]:
+    print(Path(path).name)
 print(Image.open(saved["path"].iloc[0]).text["prompt"])
 """,
         check=True,
@@ -494,11 +496,10 @@ print(spoken[["voice", "format", "duration", "characters", "status"]].round(2).t
         check=True,
     ),
     code("spoken.comparison()"),
-    md("Other languages take their own voices (Spanish `ef_dora`, French `ff_siwis`, ...):"),
+    md("Other languages take their own voices (Spanish `ef_dora` and `em_alex`, French `ff_siwis`, ...):"),
     code(
         """
-greetings = speak(["Hola a todos, bienvenidos.", "Bonjour à tous."], voice="ef_dora", progress=False)
-greetings
+speak("Hola a todos, bienvenidos al programa.", voice=["ef_dora", "em_alex"], progress=False).comparison()
 """
     ),
     md("""

@@ -65,7 +65,10 @@ def env(cluster, monkeypatch, _clean_config):
 
 
 def _texts(n: int, tag: str) -> list[str]:
-    return [f"{tag} review {i}: the {['red', 'blue', 'green'][i % 3]} one arrived on time" for i in range(n)]
+    return [
+        f"{tag} review {i}: the {['red', 'blue', 'green'][i % 3]} one arrived on time"
+        for i in range(n)
+    ]
 
 
 def _same_matrix(a: np.ndarray, b: np.ndarray) -> None:
@@ -212,6 +215,19 @@ def test_rate_limit_held_across_the_cluster(env, tmp_path, monkeypatch):
     assert elapsed >= 2 * 3.0  # 9 requests at 3 per window need two waits
 
 
+def test_max_concurrency_is_cluster_wide(env, tmp_path):
+    """max_concurrency=1 across two workers: the 4 requests (0.4 s each) never overlap."""
+    client, emu = env
+    emu.configure("embeddings", latency=0.4)
+    ddf = dd.from_pandas(pd.DataFrame({"text": _texts(4, "inflight")}), npartitions=2)
+    started = time.monotonic()
+    out = ddx.embed(ddf, "text", cache=str(tmp_path), max_inputs=1, max_concurrency=1).compute()
+    elapsed = time.monotonic() - started
+    assert emu.stats("embeddings")["requests"] == 4
+    assert (out["status"] == "ok").all()
+    assert elapsed >= 4 * 0.4  # one at a time; two workers x two batches would take ~0.8 s
+
+
 async def _exit_now() -> None:
     """Runs on the victim worker: the process dies at once, without any cleanup."""
     os._exit(1)
@@ -284,7 +300,9 @@ def test_transcribe_matches_single_process(env, tmp_path):
     cluster_requests = emu.stats("audio.transcriptions")["requests"]
 
     emu.reset_stats()
-    single = deapi_ds.transcribe(series, cache=str(tmp_path / "single"), language="en")
+    from deapi_ds.transcription import transcribe
+
+    single = transcribe(series, cache=str(tmp_path / "single"), language="en")
     assert cluster_requests == emu.stats("audio.transcriptions")["requests"] == 4
     assert files.index.equals(series.index)
     cols = ["file", "text", "language", "status", "n_segments"]
@@ -302,7 +320,9 @@ def test_transcribe_matches_single_process(env, tmp_path):
     import dask.bag as db
 
     emu.reset_stats()
-    from_bag = ddx.transcribe(db.from_sequence(paths, npartitions=2), cache=str(tmp_path / "cluster"), language="en").compute()
+    from_bag = ddx.transcribe(
+        db.from_sequence(paths, npartitions=2), cache=str(tmp_path / "cluster"), language="en"
+    ).compute()
     assert emu.stats("audio.transcriptions")["requests"] == 0
     assert from_bag["status"].eq("cached").all()
     assert sorted(from_bag["file"]) == sorted(paths)

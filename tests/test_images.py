@@ -181,8 +181,8 @@ def test_bad_parameters_raise_before_any_request(emulator, kwargs, match):
 
 
 def test_dataframe_without_prompt_column_names_the_columns(emulator):
-    with pytest.raises(deapi_ds.InvalidParameterError, match=r"column=.*\['text'\]"):
-        generate_images(pd.DataFrame({"text": ["a"]}))
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"say which one.*\['text', 'id'\]"):
+        generate_images(pd.DataFrame({"text": ["a"], "id": [1]}))
 
 
 # --- responses: URLs and failures ----------------------------------------------------------------

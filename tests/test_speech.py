@@ -94,8 +94,8 @@ def test_bad_parameters_raise_before_spending(emulator, kwargs, pattern):
 def test_bad_inputs_name_the_row_or_column(emulator):
     with pytest.raises(deapi_ds.InvalidParameterError, match=r"Row 'b' .* is a int \(5\)"):
         speak(pd.Series(["Hi.", 5], index=["a", "b"]))
-    df = pd.DataFrame({"body": ["Hi."]})
-    with pytest.raises(deapi_ds.InvalidParameterError, match=r"pass column="):
+    df = pd.DataFrame({"body": ["Hi."], "id": [1]})
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"say which one holds the texts"):
         speak(df)
     with pytest.raises(deapi_ds.InvalidParameterError, match=r"Column 'text' not found.*'body'"):
         speak(df, "text")
@@ -337,3 +337,13 @@ def test_async_twin_gives_the_same_result(emulator):
     assert out.status.tolist() == ["ok"]
     sync = speak(["Hello there."], voice="am_adam", cache=None)
     assert out.audio.iloc[0] == sync.audio.iloc[0]
+
+
+def test_speech_formats_follow_configuration(emulator):
+    import deapi_ds
+
+    with deapi_ds.config_context(speech_formats="mp3"):
+        with pytest.raises(deapi_ds.InvalidParameterError, match="mp3"):
+            deapi_ds.speak(["Hello there."], response_format="wav", cache=None)
+        out = deapi_ds.speak(["Hello there."], response_format="mp3", cache=None)
+        assert list(out.frame["status"]) == ["ok"]
