@@ -494,9 +494,11 @@ def _requests(emulator: Any) -> int | None:
 
 def _backend() -> tuple[str, bool]:
     if os.environ.get("DEAPI_API_KEY"):
-        from ._config import get_config
+        from ._config import DEFAULT_BASE_URL, get_config
 
-        return f"deAPI at {get_config().base_url}", False
+        url = get_config().base_url
+        where = "deAPI" if url.rstrip("/") == DEFAULT_BASE_URL.rstrip("/") else "the server"
+        return f"{where} at {url} (DEAPI_API_KEY is set; requests are billed)", False
     return "the built-in emulator (DEAPI_API_KEY is not set; nothing is spent)", True
 
 
@@ -552,7 +554,9 @@ class _Demo:
     # inputs ---------------------------------------------------------------------------------
     def load_corpus(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         if self.data is not None:
-            corpus = pd.read_csv(self.data / "corpus.csv", dtype={"topic": "string", "text": "string"})
+            corpus = pd.read_csv(
+                self.data / "corpus.csv", dtype={"topic": "string", "text": "string"}
+            )
             queries = pd.read_csv(self.data / "queries.csv", dtype="string")
         else:
             corpus, queries = make_corpus(), make_queries()
@@ -579,6 +583,7 @@ class _Demo:
     # workflows ------------------------------------------------------------------------------
     def embed(self, step: _Step) -> None:
         import deapi_ds
+
         from .plotting import projection_plot
 
         corpus, self.queries = self.load_corpus()
@@ -589,7 +594,9 @@ class _Demo:
         res = deapi_ds.embed(corpus, "text")
         failed = int(res.status.eq("error").sum())
         if failed:
-            raise RuntimeError(f"{failed} of {len(corpus)} rows failed: {res.failed['error'].iloc[0]}")
+            raise RuntimeError(
+                f"{failed} of {len(corpus)} rows failed: {res.failed['error'].iloc[0]}"
+            )
         self.corpus, self.matrix, self.embedded = corpus, res.matrix, res
         step.rows, step.cached = len(corpus), _count_cached(res.status)
         table = res.to_frame(corpus).assign(status=res.status.to_numpy())
@@ -649,6 +656,7 @@ class _Demo:
 
     def transcribe(self, step: _Step) -> None:
         import deapi_ds.transcription as tr
+
         from .display import audio_html
         from .plotting import duration_plot, timeline_plot
 
@@ -698,6 +706,7 @@ class _Demo:
 
     def images(self, step: _Step) -> None:
         import deapi_ds
+
         from .display import image_grid_html
 
         seeds = [1, 2] if self.quick else [1, 2, 3]
@@ -873,4 +882,3 @@ def run_demo(out: str | os.PathLike[str] = "deapi_ds_output", quick: bool = Fals
     print(f"Report: {report}")
     print(f"Everything is in {out_dir}/ (summary.json lists it).")
     return 1 if failed else 0
-

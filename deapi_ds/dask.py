@@ -265,7 +265,9 @@ def _make_job(
     )
 
 
-def _check_kwargs(kwargs: Mapping[str, Any], afn: Callable[..., Any], refused: dict, func: str):
+def _check_kwargs(
+    kwargs: Mapping[str, Any], afn: Callable[..., Any], refused: Mapping[str, str | None], func: str
+) -> None:
     valid = set(inspect.signature(afn).parameters) - set(refused)
     for name in kwargs:
         if name in refused and refused[name]:

@@ -27,7 +27,7 @@ CHECK = "# NBVAL_CHECK_OUTPUT\n"
 
 def setup_cell(tag: str) -> str:
     """The first code cell: deAPI with a key, else the emulator on loopback and a fresh cache."""
-    return f'''%matplotlib inline
+    return f"""%matplotlib inline
 import os
 import tempfile
 from pathlib import Path
@@ -41,8 +41,8 @@ else:  # no key: deAPI's emulator on 127.0.0.1, and a fresh cache so that every 
     deapi_ds.set_config(cache_dir=tempfile.mkdtemp(prefix="deapi_ds_{tag}_"))
 
 # the repository's data/ folder (this notebook runs from notebooks/ or the repository root)
-DATA = next(p / "data" for p in (Path.cwd(), *Path.cwd().parents) if (p / "data" / "corpus.csv").is_file())
-print("running on", "the emulator" if emulator else "deAPI")'''
+DATA = next(p / "data" for p in [Path.cwd(), *Path.cwd().parents] if (p / "data/corpus.csv").exists())
+print("running on", "the emulator" if emulator else "deAPI")"""
 
 
 def md(text: str) -> tuple[str, str]:
@@ -112,7 +112,7 @@ again = deapi_ds.embed(corpus, "text", progress=False)
 print("requests sent by this call:", again.usage["requests"])
 print(again.status.value_counts().to_string())
 if emulator is not None:
-    print("embedding requests the emulator received in total:", emulator.stats("embeddings")["requests"])
+    print("requests the emulator received in total:", emulator.stats("embeddings")["requests"])
 print("same vectors:", bool((again.matrix == res.matrix).all()))
 """,
         check=True,
@@ -153,7 +153,7 @@ import numpy as np
 topics = corpus["topic"].to_numpy()
 sims = res.matrix @ res.matrix.T
 same = topics[:, None] == topics[None, :]
-print(f"mean cosine similarity within a topic {sims[same].mean():.2f}, across topics {sims[~same].mean():.2f}")
+print(f"mean cosine similarity: within a topic {sims[same].mean():.2f}, across {sims[~same].mean():.2f}")
 """,
         check=True,
     ),
@@ -237,8 +237,10 @@ print(stats[["file", "words", "speaking_time", "words_per_minute"]].round(1).to_
         check=True,
     ),
     md("## Who spoke when\n\nOne lane per file, one bar per segment, coloured by language."),
-    code('timeline_plot(res.segments.merge(res.files[["file", "language"]], on="file"), hue="language")'),
-    md("## Subtitles\n\nOne SRT file per transcribed file (`to_vtt` and `fmt=\"vtt\"` for WebVTT)."),
+    code(
+        'timeline_plot(res.segments.merge(res.files[["file", "language"]], on="file"), hue="language")'
+    ),
+    md('## Subtitles\n\nOne SRT file per transcribed file (`to_vtt` and `fmt="vtt"` for WebVTT).'),
     code(
         """
 folder = Path(tempfile.mkdtemp(prefix="subtitles_"))
@@ -315,7 +317,9 @@ print(index)
 """,
         check=True,
     ),
-    md("## Run queries\n\nOne row per hit: `query`, `rank`, `score` (cosine), then the corpus columns."),
+    md(
+        "## Run queries\n\nOne row per hit: `query`, `rank`, `score` (cosine), then the corpus columns."
+    ),
     code(
         """
 hits = index.search(["rocket launch to the space station", "how to bake bread at home"], k=3)
@@ -360,12 +364,15 @@ recall@k = relevant documents in the top k / min(k, number of relevant documents
     code(
         """
 results = index.search(queries["query"].tolist(), k=20)
-relevant = {q: {int(i) for i in ids.split()} for q, ids in zip(queries["query"], queries["relevant_ids"])}
+relevant = {
+    q: {int(i) for i in ids.split()} for q, ids in zip(queries["query"], queries["relevant_ids"])
+}
 
 
 def recall_at(k, frame=results):
+    # mean over the queries of: relevant ids among the top k / min(k, number of relevant ids)
     top = frame[frame["rank"] <= k].groupby("query")["id"].agg(set)
-    return np.mean([len(top.get(q, set()) & rel) / min(k, len(rel)) for q, rel in relevant.items() if q in set(frame["query"])])
+    return np.mean([len(top[q] & relevant[q]) / min(k, len(relevant[q])) for q in top.index])
 
 
 evaluation = pd.DataFrame({"k": [1, 5, 10, 20]})
@@ -380,9 +387,8 @@ print(evaluation.round(3).to_string(index=False))
 top10 = results[results["rank"] <= 10].merge(
     queries[["query", "topic"]].rename(columns={"topic": "query_topic"}), on="query"
 )
-per_topic = top10.assign(on_topic=top10["topic"] == top10["query_topic"]).groupby("query_topic").agg(
-    on_topic=("on_topic", "mean")
-)
+top10["on_topic"] = top10["topic"] == top10["query_topic"]
+per_topic = top10.groupby("query_topic").agg(on_topic=("on_topic", "mean"))
 per_topic["recall@10"] = [
     recall_at(10, results[results["query"].isin(queries.loc[queries["topic"] == t, "query"])])
     for t in per_topic.index
@@ -431,7 +437,8 @@ print(grid[["prompt", "seed", "width", "height", "status"]].to_string())
     code(
         """
 inputs = [DATA / "images" / "house.png", DATA / "images" / "fruit_bowl.png"]
-edited = deapi_ds.edit_images(inputs, "the same scene as a watercolor painting", seeds=[7], progress=False)
+prompt = "the same scene as a watercolor painting"
+edited = deapi_ds.edit_images(inputs, prompt, seeds=[7], progress=False)
 print(edited.summary())
 print(edited[["input", "width", "height", "status"]].to_string())
 """,
@@ -479,9 +486,7 @@ job: created, polled and downloaded, and resumable after a kernel restart.
     md("## The voices\n\n`voices()` reads the provider profile (no request)."),
     code(
         """
-from deapi_ds.speech import speak, voices
-
-v = voices()
+v = deapi_ds.voices()
 print(v.groupby(["language_name", "gender"]).size().unstack(fill_value=0).to_string())
 """,
         check=True,
@@ -490,16 +495,22 @@ print(v.groupby(["language_name", "gender"]).size().unstack(fill_value=0).to_str
     code(
         """
 sentence = "The quick brown fox jumps over the lazy dog."
-spoken = speak(sentence, voice=["af_bella", "am_adam", "bf_emma", "bm_george"], progress=False)
+voices = ["af_bella", "am_adam", "bf_emma", "bm_george"]
+spoken = deapi_ds.speak(sentence, voice=voices, progress=False)
 print(spoken[["voice", "format", "duration", "characters", "status"]].round(2).to_string())
 """,
         check=True,
     ),
     code("spoken.comparison()"),
-    md("Other languages take their own voices (Spanish `ef_dora` and `em_alex`, French `ff_siwis`, ...):"),
+    md(
+        "Other languages take their own voices (Spanish `ef_dora` and `em_alex`, French `ff_siwis`, ...):"
+    ),
     code(
         """
-speak("Hola a todos, bienvenidos al programa.", voice=["ef_dora", "em_alex"], progress=False).comparison()
+spanish = deapi_ds.speak(
+    "Hola a todos, bienvenidos al programa.", voice=["ef_dora", "em_alex"], progress=False
+)
+spanish.comparison()
 """
     ),
     md("""
@@ -510,9 +521,12 @@ resumes it instead of paying again), polls with backoff and downloads the MP4 wh
 """),
     code(
         """
-from deapi_ds.video import generate_video
-
-job = generate_video("a paper boat drifting down a rainy street", seconds=4, poll=0.1 if emulator else 2.0, progress=False)
+job = deapi_ds.generate_video(
+    "a paper boat drifting down a rainy street",
+    seconds=4,
+    poll=0.1 if emulator else 2.0,  # seconds between status checks (growing x1.5)
+    progress=False,
+)
 print(job.status, job.progress, job.video[4:8])
 """,
         check=True,
@@ -530,7 +544,9 @@ print(path.name, path.stat().st_size > 0)
 
 def build(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    nb.cells = [
+        new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells
+    ]
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},

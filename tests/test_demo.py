@@ -179,3 +179,28 @@ def test_recall_at_k_counts_relevant_hits():
     assert scores.loc[1, "recall"] == pytest.approx(0.5)  # a: 1/1, b: 0/1
     assert scores.loc[2, "recall"] == pytest.approx(0.75)  # a: 1/2, b: 1/1
     assert scores.loc[2, "hit_rate"] == pytest.approx(1.0)
+
+
+def test_with_a_key_it_talks_to_the_configured_server(tmp_path, monkeypatch):
+    """DEAPI_API_KEY set: no emulator is plugged in; requests go to DEAPI_BASE_URL (here an
+    emulator served on loopback standing in for deAPI), and the rerun is served from the cache."""
+    from deapi_ds.emulator import Emulator
+
+    emu = Emulator()
+    with emu.serve() as server:
+        monkeypatch.setenv("DEAPI_API_KEY", "dpn-sk-demo-test")
+        monkeypatch.setenv("DEAPI_BASE_URL", server.base_url)
+        monkeypatch.setenv("DEAPI_DS_TIER", "unlimited")
+        monkeypatch.setenv("DEAPI_DS_ALLOW_INSECURE_HTTP", "1")
+        code, stdout, summary = _run(tmp_path / "out", quick=True)
+        sent = sum(c["requests"] for c in emu.stats().values())
+        code2, stdout2, summary2 = _run(tmp_path / "out", quick=True)
+        sent_again = sum(c["requests"] for c in emu.stats().values()) - sent
+    assert code == code2 == 0, stdout
+    assert stdout.splitlines()[0].startswith(
+        f"deapi_ds demo: running on the server at {server.base_url}"
+    )
+    assert "dpn-sk-demo-test" not in stdout + stdout2
+    assert summary["backend"] == "deapi" and summary["requests"] is None
+    assert sent > 0 and sent_again == 0
+    assert summary2["cached_rows"] == summary2["result_rows"] > 0
