@@ -493,10 +493,11 @@ def _requests(emulator: Any) -> int | None:
 
 
 def _backend() -> tuple[str, bool]:
-    if os.environ.get("DEAPI_API_KEY"):
-        from ._config import DEFAULT_BASE_URL, get_config
+    from ._config import DEFAULT_BASE_URL, get_config
 
-        url = get_config().base_url
+    settings = get_config()
+    if settings.key_source == "DEAPI_API_KEY":
+        url = settings.base_url
         where = "deAPI" if url.rstrip("/") == DEFAULT_BASE_URL.rstrip("/") else "the server"
         return f"{where} at {url} (DEAPI_API_KEY is set; requests are billed)", False
     return "the built-in emulator (DEAPI_API_KEY is not set; nothing is spent)", True
@@ -826,7 +827,7 @@ def run_demo(out: str | os.PathLike[str] = "deapi_ds_output", quick: bool = Fals
                 step.ok = True
             except Exception as exc:  # one workflow's failure never stops the others
                 step.error = str(exc) if step.skipped else f"{type(exc).__name__}: {exc}"
-                if not step.skipped and os.environ.get("DEAPI_DS_DEMO_TRACEBACK"):
+                if not step.skipped:
                     traceback.print_exc()
             step.seconds = time.perf_counter() - t0
             after = _requests(emulator)

@@ -78,6 +78,8 @@ FILE_COLUMNS = (
     "file", "path", "name", "size", "duration", "language", "text", "n_segments", "status",
     "error_type", "error", "retryable", "model", "cached", "chunks",
 )  # fmt: skip
+#: ``keep_audio=True`` keeps files up to this size in memory; bigger ones are re-read to play.
+KEEP_AUDIO_MAX_BYTES = 25 * 1024 * 1024
 SEGMENT_QUALITY = ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
 
 # --- what the cache stores (structured columns, readable with pd.read_parquet) ---------------
@@ -721,7 +723,7 @@ async def _run(
             item.fail(f"{item.file}: the file is empty (0 bytes).", error_type="MediaError")
             return
         item.key = make_key(TASK, model, params, data)
-        if keep_audio and item.path is not None:
+        if keep_audio and item.path is not None and len(data) <= KEEP_AUDIO_MAX_BYTES:
             kept[item.file] = data
 
     pending = [it for it in items if it.status == "pending"]
@@ -1158,8 +1160,8 @@ async def atranscribe(
       the ``max_upload_mb`` setting). Larger files are split and stitched.
     - ``cache``: unset = the configured cache; None = off; a folder. Keys use the file's bytes.
     - ``concurrency``: uploads in flight at once for this call (default: the client's).
-    - ``keep_audio``: keep the files' bytes in memory for :meth:`TranscriptionResult.play`
-      (otherwise they are re-read from their paths when played).
+    - ``keep_audio``: keep the bytes of files up to 25 MB in memory for
+      :meth:`TranscriptionResult.play` (otherwise they are re-read from their paths).
 
     >>> res = await deapi_ds.atranscribe(["a.mp3", "b.wav"])          # doctest: +SKIP
     >>> res.files[["file", "duration", "status"]]                      # doctest: +SKIP

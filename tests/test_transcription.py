@@ -439,3 +439,16 @@ def test_progress_counts_audio_seconds(emulator, folder, monkeypatch):
     assert seen["n"] == pytest.approx(seen["total"], abs=0.1)
     transcribe_folder(folder, pattern="*.mp3")
     assert seen["cached"] == pytest.approx(seen["total"], abs=0.1)
+
+
+def test_keep_audio_plays_after_the_file_is_gone(emulator, tmp_path):
+    path = tmp_path / "a.mp3"
+    path.write_bytes(speech(TEXT_A))
+    kept = transcribe([path], keep_audio=True)
+    reread = transcribe([path])
+    path.unlink()
+    html = kept.play((str(path), 1))
+    markup = html._repr_html_() if hasattr(html, "_repr_html_") else html.data
+    assert "<audio" in markup and "#t=" in markup
+    with pytest.raises(deapi_ds.InvalidParameterError, match="keep_audio=True"):
+        reread.play(reread.segments.iloc[0])
