@@ -7,6 +7,7 @@ DataFrame scale, from Jupyter.
 """
 
 from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
+from ._cache import ResultCache
 from ._catalog import amodels, models, use_emulator
 from ._client import AsyncClient, Client
 from ._config import Settings, config_context, get_config, reset_config, set_config
@@ -48,6 +49,13 @@ from .plotting import image_grid
 from .search import SearchIndex, search, top_k
 from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
 from .testing import emulated
+from .transcription import (
+    TranscriptionResult,
+    atranscribe,
+    atranscribe_folder,
+    transcribe,
+    transcribe_folder,
+)
 from .video import VideoJob, VideoJobs, agenerate_video, generate_video
 
 __all__ = [
@@ -76,10 +84,12 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseValidationError",
+    "ResultCache",
     "SearchIndex",
     "ServerError",
     "Settings",
     "SpeechResult",
+    "TranscriptionResult",
     "UnprocessableEntityError",
     "VideoJob",
     "VideoJobs",
@@ -91,6 +101,8 @@ __all__ = [
     "agenerate_video",
     "amodels",
     "aspeak",
+    "atranscribe",
+    "atranscribe_folder",
     "cache",
     "config_context",
     "edit_images",
@@ -108,6 +120,8 @@ __all__ = [
     "set_config",
     "speak",
     "top_k",
+    "transcribe",
+    "transcribe_folder",
     "use_emulator",
     "voices",
 ]

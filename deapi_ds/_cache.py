@@ -81,6 +81,9 @@ CACHE_FORMAT_VERSION: int = 1
 
 _FORMAT_META = b"deapi_ds.cache_format"
 _SECRET_MARKERS = ("dpn-sk-", "Bearer ")
+# what a key or an Authorization header looks like: ordinary text that merely says "Bearer token"
+# (a transcript, a prompt) is fine, a bearer credential is not
+_SECRET_PATTERNS = (r"dpn-sk-\S", r"(?i)bearer\s+[A-Za-z0-9._~+/|=-]{16,}")
 _KEY_CHARS = 32
 _PART_RE = re.compile(r"^part-(\d{8}T\d{12}Z)-([0-9a-f]{32})\.parquet$")
 _TMP_PREFIX = ".tmp-"
@@ -776,8 +779,8 @@ def _refuse_secrets(table: pa.Table) -> None:
         col = table.column(name)
         for chunk in col.chunks:
             for path, leaf in _string_leaves(chunk, name):
-                for marker in _SECRET_MARKERS:
-                    hit = pc.fill_null(pc.match_substring(leaf, marker), False)
+                for marker, pattern in zip(_SECRET_MARKERS, _SECRET_PATTERNS, strict=True):
+                    hit = pc.fill_null(pc.match_substring_regex(leaf, pattern), False)
                     if pc.any(hit).as_py():
                         row = int(np.flatnonzero(hit.to_numpy(zero_copy_only=False))[0])
                         where = f"row {row}" if path == name else f"element {row} of {path!r}"

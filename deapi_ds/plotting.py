@@ -47,9 +47,31 @@ Label = str | Callable[[Mapping[str, Any]], str] | None
 # --------------------------------------------------------------------------- helpers
 
 
+def _enable_notebook_display() -> None:
+    """Let IPython render a returned Figure as PNG even before ``%matplotlib inline`` ran.
+
+    Figures made without pyplot have no display formatter in a fresh kernel (they show as
+    ``<Figure size ...>``); this registers the same PNG formatter ``%matplotlib inline`` does.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_deapi_ds_figure_formats", False):
+        return
+    try:
+        select_figure_formats(shell, {"png"})
+        shell._deapi_ds_figure_formats = True
+    except Exception:  # noqa: BLE001 - display is a nicety, never a failure
+        pass
+
+
 def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
+    _enable_notebook_display()
     return Figure(figsize=(max(width, 1.0), max(height, 1.0)), layout="constrained")
 
 

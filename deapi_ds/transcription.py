@@ -1,12 +1,12 @@
 """Transcription: a folder (or a list) of audio and video files into tidy DataFrames.
 
 >>> import deapi_ds
->>> deapi_ds.use_emulator()
+>>> emu = deapi_ds.use_emulator()
 >>> res = deapi_ds.transcribe_folder("interviews/")          # doctest: +SKIP
->>> res.files[["file", "duration", "language", "status"]]    # one row per file, always
->>> res.segments.head()                                      # file, segment, start, end, text, ...
->>> res.words.head()                                         # file, segment, word, start, end
->>> res.to_srt("interviews/ann.mp3", path="ann.srt")
+>>> res.files[["file", "duration", "language", "status"]]    # doctest: +SKIP
+>>> res.segments.head()      # file, segment, start, end, text, ...    # doctest: +SKIP
+>>> res.words.head()         # file, segment, word, start, end         # doctest: +SKIP
+>>> res.to_srt("ann.mp3", path="ann.srt")                   # doctest: +SKIP
 
 How a call works:
 

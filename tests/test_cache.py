@@ -601,11 +601,18 @@ def test_no_key_material_on_disk(tmp_path, monkeypatch):
         assert set(meta) == {b"deapi_ds.cache_format"}  # no pandas/pickled metadata
 
 
+def test_ordinary_text_mentioning_bearer_is_cached(tmp_path):
+    cache = ResultCache(tmp_path)
+    text = "the Bearer token goes in the header, she said"
+    cache.write(EMB, BGE, pa.table({"key": [make_key(EMB, BGE, {}, "t")], "text": [text]}))
+    assert cache.lookup(EMB, BGE, [make_key(EMB, BGE, {}, "t")]).column("text").to_pylist() == [text]
+
+
 @pytest.mark.parametrize(
     "table",
     [
         pa.table({"params": ['{"api_key":"dpn-sk-1|abc"}']}),
-        pa.table({"headers": ["Bearer abc"]}),
+        pa.table({"headers": ["Bearer abcdefghijklmnop0123"]}),
         pa.table({"seg": pa.array([[{"text": "x dpn-sk-1|abc"}]])}),
         pa.table({"dpn-sk-col": [1]}),
     ],

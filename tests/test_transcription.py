@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 
 import numpy as np
@@ -201,12 +200,22 @@ def test_split_file_matches_single_shot(emulator):
     assert requests(emulator) == 1 + n_chunks
 
 
+class _RecordingClient(AsyncClient):
+    """The real client, remembering what was uploaded."""
+
+    async def transcribe(self, file, **kwargs):  # type: ignore[override]
+        self.uploads = [*getattr(self, "uploads", []), (kwargs["filename"], len(file))]
+        return await super().transcribe(file, **kwargs)
+
+
 def test_video_is_reduced_to_its_audio_track(emulator):
     video = make_video_with_audio(speech(TEXT_V), width=320, height=240, fps=25)
-    res = transcribe([video], cache=None)
+    client = _RecordingClient()
+    res = transcribe([video], cache=None, client=client)
     assert res.files["text"].tolist() == [TEXT_V]
-    history = [h for h in emulator.history if "transcriptions" in str(h)]
-    assert emulator.stats(EP)["bytes"] < len(video), history[:1]
+    assert res.files["duration"].iloc[0] == pytest.approx(_media.probe(video).duration)
+    [(filename, size)] = client.uploads
+    assert filename.endswith(".mp3") and size < len(video)  # the audio track, not the video
 
 
 def test_failed_chunk_is_the_only_one_sent_again(emulator):
@@ -361,10 +370,15 @@ def test_normalize_language():
 def test_srt_and_vtt_parse_back(emulator, folder, tmp_path):
     res = transcribe_folder(folder, pattern="*.mp*")
     segs = res.segments_of("a.mp3")
-    for text, parse in ((res.to_srt("a.mp3"), _media.parse_srt), (res.to_vtt("a.mp3"), _media.parse_vtt)):
+    for text, parse in (
+        (res.to_srt("a.mp3"), _media.parse_srt),
+        (res.to_vtt("a.mp3"), _media.parse_vtt),
+    ):
         cues = parse(text)
         assert [c["text"] for c in cues] == segs["text"].tolist()
-        np.testing.assert_allclose([c["start"] for c in cues], segs["start"].to_numpy(float), atol=1e-3)
+        np.testing.assert_allclose(
+            [c["start"] for c in cues], segs["start"].to_numpy(float), atol=1e-3
+        )
         np.testing.assert_allclose([c["end"] for c in cues], segs["end"].to_numpy(float), atol=1e-3)
     target = tmp_path / "a.srt"
     res.to_srt(str(folder / "a.mp3"), path=target)  # a path works as the file id
@@ -432,7 +446,9 @@ def test_progress_counts_audio_seconds(emulator, folder, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(display, "progress", lambda total, desc, unit, disable: Bar(total, desc, unit, disable))
+    monkeypatch.setattr(
+        display, "progress", lambda total, desc, unit, disable: Bar(total, desc, unit, disable)
+    )
     res = transcribe_folder(folder, pattern="*.mp3")
     assert seen["unit"] == "s"
     assert seen["total"] == pytest.approx(res.files["duration"].sum(), abs=0.1)
