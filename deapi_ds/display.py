@@ -1084,6 +1084,8 @@ def progress(
     if disable is None:
         disable = not _progress_enabled()
     options = {"total": total, "desc": desc, "unit": unit, "disable": disable, "leave": leave}
+    if unit == "s":  # audio seconds are fractional: print 40.8 rather than 40.84100000000001
+        options["unit_scale"] = True
     if file is not None:
         from tqdm.std import tqdm as text_tqdm
 

@@ -793,7 +793,7 @@ async def _run(
     bar = make_progress(
         round(total_seconds, 1), desc=f"transcribe {model}", unit="s", disable=not show
     )
-    bar.set_cached(round(cached_seconds, 1))
+    bar.set_cached(round(cached_seconds, 3))
     probed = {g[0].key: anyio.Event() for g in work}
 
     async def probe_all() -> None:
@@ -804,7 +804,7 @@ async def _run(
             finally:
                 if group[0].duration:
                     total_seconds += group[0].duration
-                    bar.total = round(total_seconds, 1)
+                    bar.total = round(total_seconds, 3)
                 probed[group[0].key].set()
 
         async with anyio.create_task_group() as probe_tg:

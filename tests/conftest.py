@@ -7,6 +7,9 @@ import os
 import pytest
 
 _ENV_PREFIXES = ("DEAPI_", "OPENAI_")
+#: read before the autouse fixture hides the environment: live tests use it, nothing else does
+LIVE_KEY = os.environ.get("DEAPI_API_KEY")
+LIVE_BASE_URL = os.environ.get("DEAPI_BASE_URL")
 
 
 @pytest.fixture(autouse=True)

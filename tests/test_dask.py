@@ -35,6 +35,9 @@ def cluster():
     mp.setenv("DEAPI_API_KEY", KEY)
     mp.setenv("DEAPI_BASE_URL", server.base_url)
     mp.setenv("DEAPI_DS_PROGRESS", "0")
+    # Dask's profiler calls sys._current_frames() every few ms; on CPython 3.11 a garbage
+    # collection inside it that frees a threading.local deadlocks the worker (gh-106883)
+    mp.setenv("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # helpers below run on workers
     lc = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
