@@ -79,7 +79,12 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         print(result)
         return 0
     out = Path(args.out or Path(args.input).with_suffix(".embeddings.parquet"))
-    result.to_frame(frame).to_parquet(out)
+    frame = frame.assign(
+        status=result.frame["status"].to_numpy(),
+        error=result.frame["error"].to_numpy(),
+        embedding=result.to_series().to_numpy(),
+    )
+    frame.to_parquet(out)
     print(result.summary())
     print(f"wrote {out}")
     return 0
@@ -174,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished batches are cached, rerun to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deapi-ds cache info | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

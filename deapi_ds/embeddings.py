@@ -313,21 +313,14 @@ class EmbeddingResult(ResultFrame):
 
     def search_index(self, data: pd.DataFrame | None = None, **kwargs: Any) -> Any:
         """A :class:`deapi_ds.search.SearchIndex` over these vectors (queries embedded with the same model)."""
-        from .search import SearchIndex
+        from .search import SearchIndex, default_embedder
 
         frame = self.frame if data is None else data
-        return SearchIndex(frame, self.matrix, embed=_query_embedder(self.model), **kwargs)
+        return SearchIndex(frame, self.matrix, embed=default_embedder(self.model), **kwargs)
 
     def summary(self) -> str:
         base = super().summary()
         return f"{base}, {self.matrix.shape[1] if self.matrix.ndim == 2 else 0} dims, {self.usage.get('requests', 0)} requests"
-
-
-def _query_embedder(model: str):
-    def embed_queries(texts: list[str]) -> np.ndarray:
-        return embed(list(texts), model=model, progress=False).matrix
-
-    return embed_queries
 
 
 # --- the task --------------------------------------------------------------------------------

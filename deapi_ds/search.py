@@ -34,7 +34,7 @@ from deapi_ds._exceptions import InvalidParameterError
 if TYPE_CHECKING:
     import ipywidgets
 
-__all__ = ["SearchIndex", "as_matrix", "search", "top_k"]
+__all__ = ["SearchIndex", "as_matrix", "default_embedder", "search", "top_k"]
 
 #: Largest score block (queries x chunk rows) computed at once: 32 Mi floats = 128 MiB.
 _MAX_BLOCK_ELEMS = 1 << 25
@@ -460,6 +460,22 @@ def _where_mask(frame: pd.DataFrame, where: Any, level: int) -> np.ndarray | Non
     return arr
 
 
+def default_embedder(model: str = "Bge_M3_FP16") -> EmbedFn:
+    """Embed query texts with :func:`deapi_ds.embed` (cached, no progress bar) and ``model``.
+
+    The default of :class:`SearchIndex` and :func:`search`: queries must be embedded with the
+    model that embedded the corpus.
+    """
+
+    def embed_queries(texts: list[str]) -> np.ndarray:
+        from .embeddings import embed
+
+        return embed(list(texts), model=model, progress=False).matrix
+
+    embed_queries.model = model  # type: ignore[attr-defined]
+    return embed_queries
+
+
 class SearchIndex:
     """Exact semantic search over a frame whose rows have vectors.
 
@@ -509,7 +525,7 @@ class SearchIndex:
             )
         self._frame = frame
         self._vectors = matrix
-        self._embed = embed
+        self._embed = embed if embed is not None else default_embedder()
         self._text_column = text_column
         self._chunk_rows = _check_int(chunk_rows, "chunk_rows", 1, "SearchIndex()")
         self._weights = _row_weights(matrix, self._chunk_rows)
@@ -590,8 +606,8 @@ class SearchIndex:
         if self._embed is None:
             raise InvalidParameterError(
                 "Text queries need an embedding function: build the index with embed=... "
-                "(e.g. SearchIndex(df, vectors, embed=lambda texts: deapi_ds.embed(texts, "
-                "model=...).vectors)), or pass query vectors as a numpy array."
+                "(e.g. SearchIndex(df, vectors, embed=deapi_ds.search.default_embedder("
+                "'Bge_M3_FP16'))), or pass query vectors as a numpy array."
             )
         todo = list(dict.fromkeys(t for t in texts if t not in self._query_cache))
         if todo:

@@ -289,6 +289,10 @@ def test_search_ranks_lexically(emulator):
     hits = index.search(["chocolate cake recipe", "football championship"], k=2)
     top = hits[hits["rank"] == 1]["text"].tolist()
     assert top == [corpus.text[1], corpus.text[2]]
+    # the one-call form on a frame with an embedding column embeds the query the same way
+    framed = res.to_frame(corpus)
+    again = deapi_ds.search("chocolate cake recipe", framed, k=1)
+    assert again["text"].tolist() == [corpus.text[1]]
 
 
 def test_sklearn_pipeline(emulator):
