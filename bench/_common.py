@@ -42,7 +42,9 @@ def emulator_process(configure: str = "") -> Iterator[str]:
         deadline = time.time() + 20
         while True:
             try:
-                httpx.get(base + "/models", headers={"Authorization": "Bearer dpn-sk-0|bench"}, timeout=1)
+                httpx.get(
+                    base + "/models", headers={"Authorization": "Bearer dpn-sk-0|bench"}, timeout=1
+                )
                 break
             except httpx.TransportError:
                 if time.time() > deadline:

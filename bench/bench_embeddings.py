@@ -25,14 +25,16 @@ import argparse
 import time
 
 import numpy as np
-
 from _common import Timer, current_rss_mb, emulator_process, peak_rss_mb
 
 KEY = "dpn-sk-0|bench"
 
 
 def make_texts(n: int, prefix: str) -> list[str]:
-    return [f"{prefix} {i} sample text about topic {i % 17} with words {i % 101} {i % 53}" for i in range(n)]
+    return [
+        f"{prefix} {i} sample text about topic {i % 17} with words {i % 101} {i % 53}"
+        for i in range(n)
+    ]
 
 
 def run_ours(base: str, texts: list[str], max_inputs: int | None = None, **config) -> float:
@@ -58,7 +60,9 @@ def run_openai_rows(base: str, texts: list[str], cap: float) -> tuple[int, float
     return done, time.perf_counter() - start
 
 
-def run_openai_batches(base: str, texts: list[str], cap: float, size: int = 2048) -> tuple[int, float]:
+def run_openai_batches(
+    base: str, texts: list[str], cap: float, size: int = 2048
+) -> tuple[int, float]:
     from openai import OpenAI
 
     client = OpenAI(base_url=base, api_key=KEY, max_retries=10)
@@ -76,7 +80,9 @@ def run_langchain(base: str, texts: list[str], cap: float) -> tuple[int, float] 
         from langchain_openai import OpenAIEmbeddings
     except ImportError:
         return None
-    emb = OpenAIEmbeddings(model="Bge_M3_FP16", api_key=KEY, base_url=base, check_embedding_ctx_length=False)
+    emb = OpenAIEmbeddings(
+        model="Bge_M3_FP16", api_key=KEY, base_url=base, check_embedding_ctx_length=False
+    )
     done, start = 0, time.perf_counter()
     step = 1000  # LangChain's default chunk_size
     for i in range(0, len(texts), step * 4):
@@ -91,18 +97,28 @@ def scenario_rate(args) -> None:
     windows = args.windows
     rows = args.rows or args.rpm * 2048 * windows
     conf = f"emu.configure('embeddings', rpm={args.rpm}, latency={args.latency})"
-    print(f"# rate: emulator and client at {args.rpm} requests/min, latency {args.latency}s, {rows:,} rows ({-(-rows // 2048)} requests)")
+    print(
+        f"# rate: emulator and client at {args.rpm} requests/min, latency {args.latency}s, {rows:,} rows ({-(-rows // 2048)} requests)"
+    )
     with emulator_process(f"emu.configure('embeddings', latency={args.latency})") as base:
-        burst = run_ours(base, make_texts(args.rpm * 2048, "burst"))  # one window's requests, no limit
+        burst = run_ours(
+            base, make_texts(args.rpm * 2048, "burst")
+        )  # one window's requests, no limit
     with emulator_process(conf) as base:
         seconds = run_ours(base, make_texts(rows, "ours"), rpm={"embeddings": args.rpm})
     requests = -(-rows // 2048)
     # the last window's requests may start 60 s x (windows - 1) after the first; then they take `burst`
     ideal = 61.0 * (-(-requests // args.rpm) - 1) + burst
-    print(f"deapi_ds: {rows:,} rows in {seconds:.1f} s; bound set by the limit x 2048-row batches: {ideal:.1f} s "
-          f"(one window's {args.rpm} requests take {burst:.1f} s here) -> {100 * ideal / seconds:.0f}% of the bound")
+    print(
+        f"deapi_ds: {rows:,} rows in {seconds:.1f} s; bound set by the limit x 2048-row batches: {ideal:.1f} s "
+        f"(one window's {args.rpm} requests take {burst:.1f} s here) -> {100 * ideal / seconds:.0f}% of the bound"
+    )
     results = {"deapi_ds": rows / seconds}
-    for name, fn in (("openai SDK, one row per request", run_openai_rows), ("openai SDK, 2048-input batches one after another", run_openai_batches), ("LangChain OpenAIEmbeddings", run_langchain)):
+    for name, fn in (
+        ("openai SDK, one row per request", run_openai_rows),
+        ("openai SDK, 2048-input batches one after another", run_openai_batches),
+        ("LangChain OpenAIEmbeddings", run_langchain),
+    ):
         with emulator_process(conf) as base:
             out = fn(base, make_texts(rows, name[:6]), args.cap)
         if out is None:
@@ -113,23 +129,33 @@ def scenario_rate(args) -> None:
         print(f"{name}: {done:,} rows in {secs:.1f} s -> {done / secs:,.1f} rows/s")
     for name, r in results.items():
         if name != "deapi_ds":
-            print(f"deapi_ds ({results['deapi_ds']:,.0f} rows/s) / {name}: {results['deapi_ds'] / r:,.1f}x")
+            print(
+                f"deapi_ds ({results['deapi_ds']:,.0f} rows/s) / {name}: {results['deapi_ds'] / r:,.1f}x"
+            )
 
 
 def scenario_latency(args) -> None:
     rows = args.rows or 8192
     size = args.max_inputs
-    print(f"# latency: no rate limit, latency {args.latency}s, concurrency {args.concurrency}, {rows:,} rows in batches of {size}")
+    print(
+        f"# latency: no rate limit, latency {args.latency}s, concurrency {args.concurrency}, {rows:,} rows in batches of {size}"
+    )
     conf = f"emu.configure('embeddings', latency={args.latency})"
     with emulator_process(conf) as base:
         # short texts and moderate batches keep the emulator's own CPU time (one process, one GIL)
         # small next to the latency, so what is measured is how well the client fills its slots
-        seconds = run_ours(base, [f"q{i}" for i in range(rows)], max_inputs=size, max_concurrency=args.concurrency)
+        seconds = run_ours(
+            base, [f"q{i}" for i in range(rows)], max_inputs=size, max_concurrency=args.concurrency
+        )
         batches = -(-rows // size)
         bound_s = -(-batches // args.concurrency) * args.latency
-        print(f"deapi_ds: {rows:,} rows ({batches} requests) in {seconds:.2f} s; concurrency bound {bound_s:.2f} s -> {100 * bound_s / seconds:.0f}% of the bound")
+        print(
+            f"deapi_ds: {rows:,} rows ({batches} requests) in {seconds:.2f} s; concurrency bound {bound_s:.2f} s -> {100 * bound_s / seconds:.0f}% of the bound"
+        )
         done, secs = run_openai_batches(base, [f"s{i}" for i in range(rows)], args.cap, size)
-        print(f"openai SDK, {size}-input batches one after another: {done:,} rows in {secs:.2f} s -> deapi_ds {secs / done * rows / seconds:.1f}x faster")
+        print(
+            f"openai SDK, {size}-input batches one after another: {done:,} rows in {secs:.2f} s -> deapi_ds {secs / done * rows / seconds:.1f}x faster"
+        )
 
 
 def scenario_memory(args) -> None:
@@ -146,7 +172,9 @@ def scenario_memory(args) -> None:
             res = deapi_ds.embed(texts, cache=None, progress=False)
         peak = peak_rss_mb()
     growth = peak - before
-    print(f"embedded in {t.seconds:.1f} s; RSS before {before:,.0f} MB, peak {peak:,.0f} MB -> growth {growth:,.0f} MB = {growth / matrix_mb:.2f}x the matrix (goal <= 1.5x)")
+    print(
+        f"embedded in {t.seconds:.1f} s; RSS before {before:,.0f} MB, peak {peak:,.0f} MB -> growth {growth:,.0f} MB = {growth / matrix_mb:.2f}x the matrix (goal <= 1.5x)"
+    )
     assert res.matrix.dtype == np.float32
 
 
@@ -157,11 +185,17 @@ def main() -> None:
     ap.add_argument("--rpm", type=int, default=20)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--max-inputs", type=int, default=256, help="latency scenario: inputs per request")
+    ap.add_argument(
+        "--max-inputs", type=int, default=256, help="latency scenario: inputs per request"
+    )
     ap.add_argument("--cap", type=float, default=70.0, help="seconds per baseline run")
-    ap.add_argument("--windows", type=int, default=2, help="rate scenario: minutes of rate-limited work")
+    ap.add_argument(
+        "--windows", type=int, default=2, help="rate scenario: minutes of rate-limited work"
+    )
     args = ap.parse_args()
-    {"rate": scenario_rate, "latency": scenario_latency, "memory": scenario_memory}[args.scenario](args)
+    {"rate": scenario_rate, "latency": scenario_latency, "memory": scenario_memory}[args.scenario](
+        args
+    )
 
 
 if __name__ == "__main__":

@@ -14,23 +14,33 @@ import argparse
 import asyncio
 
 import httpx
+from _common import Timer, emulator_process
 
 import deapi_ds
 from deapi_ds._engine import Engine
-
-from _common import Timer, emulator_process
 
 KEY = "dpn-sk-0|bench"
 
 
 async def bare(base: str, n: int, concurrency: int) -> None:
     sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=max(16, concurrency * 2), max_keepalive_connections=max(8, concurrency))
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, limits=limits, timeout=60) as client:
+    limits = httpx.Limits(
+        max_connections=max(16, concurrency * 2), max_keepalive_connections=max(8, concurrency)
+    )
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {KEY}"}, limits=limits, timeout=60
+    ) as client:
 
         async def one(i: int) -> None:
             async with sem:
-                r = await client.post("/embeddings", json={"model": "Bge_M3_FP16", "input": [f"text {i}"], "encoding_format": "base64"})
+                r = await client.post(
+                    "/embeddings",
+                    json={
+                        "model": "Bge_M3_FP16",
+                        "input": [f"text {i}"],
+                        "encoding_format": "base64",
+                    },
+                )
                 r.raise_for_status()
                 r.json()
 
@@ -52,7 +62,9 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.02)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"# bench_engine: {args.requests} requests per run, emulator latency {args.latency}s, best of {args.repeat}")
+    print(
+        f"# bench_engine: {args.requests} requests per run, emulator latency {args.latency}s, best of {args.repeat}"
+    )
     with emulator_process(f"emu.configure('embeddings', latency={args.latency})") as base:
         print(f"{'concurrency':>11} {'bare httpx s':>13} {'deapi_ds s':>11} {'overhead':>9}")
         for concurrency in (1, 16, 128):
@@ -64,7 +76,9 @@ def main() -> None:
                         asyncio.run(fn(base, n, concurrency))
                     times[name].append(t.seconds)
             b, o = min(times["bare"]), min(times["ours"])
-            print(f"{concurrency:>11} {b:>13.3f} {o:>11.3f} {100 * (o - b) / b:>8.1f}%   ({n} requests)")
+            print(
+                f"{concurrency:>11} {b:>13.3f} {o:>11.3f} {100 * (o - b) / b:>8.1f}%   ({n} requests)"
+            )
 
 
 if __name__ == "__main__":

@@ -72,7 +72,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     _use_emulator_if_asked(args)
     frame = _read_table(args.input)
     if args.column not in frame.columns:
-        print(f"error: column {args.column!r} not found; columns: {list(frame.columns)}", file=sys.stderr)
+        print(
+            f"error: column {args.column!r} not found; columns: {list(frame.columns)}",
+            file=sys.stderr,
+        )
         return 2
     result = embed(frame, args.column, model=args.model, dry_run=args.dry_run)
     if args.dry_run:
@@ -127,14 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="run the workflows end to end and write a report")
-    p.add_argument("--out", default="deapi_ds_output", help="output folder (default: ./deapi_ds_output)")
+    p.add_argument(
+        "--out", default="deapi_ds_output", help="output folder (default: ./deapi_ds_output)"
+    )
     p.add_argument("--quick", action="store_true", help="smaller inputs")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("emulator", help="serve the deAPI emulator on loopback")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--api-key", default=None, help="accept only this key (default: any dpn-sk- key)")
+    p.add_argument(
+        "--api-key", default=None, help="accept only this key (default: any dpn-sk- key)"
+    )
     p.set_defaults(func=_cmd_emulator)
 
     p = sub.add_parser("models", help="list the models your key can use")

@@ -605,7 +605,9 @@ def test_ordinary_text_mentioning_bearer_is_cached(tmp_path):
     cache = ResultCache(tmp_path)
     text = "the Bearer token goes in the header, she said"
     cache.write(EMB, BGE, pa.table({"key": [make_key(EMB, BGE, {}, "t")], "text": [text]}))
-    assert cache.lookup(EMB, BGE, [make_key(EMB, BGE, {}, "t")]).column("text").to_pylist() == [text]
+    assert cache.lookup(EMB, BGE, [make_key(EMB, BGE, {}, "t")]).column("text").to_pylist() == [
+        text
+    ]
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import LIVE_BASE_URL, LIVE_KEY
 
 import deapi_ds
-
-from conftest import LIVE_BASE_URL, LIVE_KEY
 
 pytestmark = [
     pytest.mark.live,

@@ -89,7 +89,9 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     assert blocks
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").symlink_to(ROOT / "data", target_is_directory=True) if (ROOT / "data").exists() else None
+    (tmp_path / "data").symlink_to(ROOT / "data", target_is_directory=True) if (
+        ROOT / "data"
+    ).exists() else None
     namespace: dict = {}
     for i, code in enumerate(blocks):
         try:
