@@ -322,3 +322,15 @@ def test_async_api(emulator):
 
     res = anyio.run(main)
     assert res.matrix.shape == (2, 1024)
+
+
+def test_any_openai_compatible_server_dimension_from_response(emulator):
+    # the generic profile knows no models: limits default to OpenAI's, the dimension comes
+    # from the first response
+    with deapi_ds.config_context(profile="openai-compatible"):
+        res = deapi_ds.embed(texts(3), cache=None)
+        assert res.matrix.shape == (3, 1024)
+        assert (res.status == "ok").all()
+        emulator.configure("embeddings", wrong_dimension=512)
+        short = deapi_ds.embed(texts(2, prefix="new"), cache=None)
+        assert short.matrix.shape == (2, 512) and (short.status == "ok").all()
