@@ -142,41 +142,66 @@ def voices(model: str = "Kokoro", *, client: Client | AsyncClient | None = None)
 
 # --------------------------------------------------------------------------- splitting
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;…。！？])[\"'”’»)\]]*\s+")
-_CLAUSE_END = re.compile(r"(?<=[,:;—–])\s+")
+#: A sentence ends after . ! ? ; … (Hindi ।, Arabic ؟) and any closing quotes or brackets, then
+#: whitespace; after a full-width 。！？ no whitespace is needed (CJK has none between sentences).
+_SENTENCE_END = re.compile(r"[.!?;…।؟]+[\"'”’»)\]]*\s+|[。！？]+[」』”’）〕\]]*\s*")
+_CLAUSE_END = re.compile(r"[,:;—–]\s+|[，、；：]\s*")
+_WORD_END = re.compile(r"\s+")
 
 
-def _pieces(text: str, max_chars: int) -> list[str]:
-    """Split one over-long sentence at clause marks, then spaces, then anywhere."""
+def _cut(text: str, boundary: re.Pattern[str]) -> list[str]:
+    """``text`` cut after each ``boundary`` match; the slices join back into ``text`` exactly."""
     out: list[str] = []
-    for clause in _CLAUSE_END.split(text):
-        if len(clause) <= max_chars:
-            out.append(clause)
-            continue
-        for word in clause.split():
-            while len(word) > max_chars:
-                out.append(word[:max_chars])
-                word = word[max_chars:]
-            out.append(word)
+    start = 0
+    for match in boundary.finditer(text):
+        if match.end() > start:
+            out.append(text[start : match.end()])
+            start = match.end()
+    if start < len(text):
+        out.append(text[start:])
     return out
 
 
+def _hard_cut(word: str, max_chars: int) -> list[str]:
+    """Cut a word longer than ``max_chars``, never between a letter and its combining marks."""
+    out: list[str] = []
+    while len(word.rstrip()) > max_chars:
+        cut = max_chars
+        while cut > 1 and unicodedata.combining(word[cut]):
+            cut -= 1
+        out.append(word[:cut])
+        word = word[cut:]
+    out.append(word)
+    return out
+
+
+def _units(text: str, max_chars: int) -> list[str]:
+    """Sentences, or for an over-long sentence its clauses, words, or pieces of words."""
+    units: list[str] = []
+    for sentence in _cut(text, _SENTENCE_END):
+        if len(sentence.strip()) <= max_chars:
+            units.append(sentence)
+            continue
+        for clause in _cut(sentence, _CLAUSE_END):
+            if len(clause.strip()) <= max_chars:
+                units.append(clause)
+                continue
+            for word in _cut(clause, _WORD_END):
+                units.extend(_hard_cut(word, max_chars))
+    return units
+
+
 def _pack(units: list[str], max_chars: int) -> list[str]:
+    """Join consecutive units (with their original separators) while they fit in ``max_chars``."""
     parts: list[str] = []
     current = ""
     for unit in units:
-        unit = unit.strip()
-        if not unit:
-            continue
-        candidate = f"{current} {unit}" if current else unit
-        if len(candidate) <= max_chars:
-            current = candidate
-        else:
-            if current:
-                parts.append(current)
-            current = unit
-    if current:
-        parts.append(current)
+        if current.strip() and len((current + unit).strip()) > max_chars:
+            parts.append(current.strip())
+            current = ""
+        current += unit
+    if current.strip():
+        parts.append(current.strip())
     return parts
 
 
@@ -185,13 +210,17 @@ def split_sentences(text: str, max_chars: int) -> list[str]:
 
     Consecutive sentences are packed together while they fit; a sentence longer than
     ``max_chars`` is cut at commas/colons/semicolons, then between words, and a single word
-    longer than the limit is cut (never happens in real prose). Whitespace between parts is
-    dropped; nothing else is lost. A text that fits is returned as one stripped part.
+    longer than the limit is cut (never happens in real prose). Full-width CJK marks (。！？，、)
+    end sentences and clauses without a following space. The parts keep the text's own
+    characters and separators, so ``"".join`` of the parts is ``text`` minus the whitespace
+    where it was cut. A text that fits is returned as one stripped part.
 
     >>> split_sentences("One. Two is here! Three?", 12)
     ['One.', 'Two is here!', 'Three?']
     >>> split_sentences("One. Two.", 100)
     ['One. Two.']
+    >>> split_sentences("第一句。第二句。第三句。", 8)
+    ['第一句。第二句。', '第三句。']
     """
     if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
         raise InvalidParameterError(
@@ -200,10 +229,7 @@ def split_sentences(text: str, max_chars: int) -> list[str]:
     text = text.strip()
     if len(text) <= max_chars:
         return [text] if text else []
-    units: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        units.extend([sentence] if len(sentence) <= max_chars else _pieces(sentence, max_chars))
-    return _pack(units, max_chars)
+    return _pack(_units(text, max_chars), max_chars)
 
 
 # --------------------------------------------------------------------------- validation
@@ -357,6 +383,12 @@ def _plan(
             f"The 'max_chars' parameter of {func}() must be an int >= 1 (the longest text sent "
             f"in one request). Got {max_chars!r}."
         )
+    if mp is not None and mp.max_chars is not None and limit > mp.max_chars:
+        raise InvalidParameterError(
+            f"The 'max_chars' parameter of {func}() is {limit}, but {model} takes at most "
+            f"{mp.max_chars} characters per request. Pass max_chars={mp.max_chars} or less "
+            "(longer texts are split at sentence boundaries anyway)."
+        )
     series = _texts(texts, column, func)
     params = {"voice": None, "format": fmt, "speed": speed_value}
     rows: list[_Row] = []
@@ -394,7 +426,10 @@ class SpeechEstimate(ResultFrame):
     Columns: ``text``, ``voice``, ``characters``, ``parts`` (requests for this row),
     ``cached_parts``, ``billable_characters``, ``cost`` (USD, from the profile's price per
     1M characters; NA when unknown) and ``status`` (``"pending"``, ``"cached"``, ``"empty"``).
-    Totals: :attr:`characters`, :attr:`billable_characters`, :attr:`requests`, :attr:`cost`.
+    A part shared by several rows (a repeated text or sentence) is sent once and billed to the
+    first row that needs it, so the ``billable_characters`` and ``cost`` columns add up to the
+    totals :attr:`billable_characters` and :attr:`cost`. Totals: :attr:`characters`,
+    :attr:`billable_characters`, :attr:`requests`, :attr:`cost`.
     """
 
     @property
@@ -428,10 +463,15 @@ class SpeechEstimate(ResultFrame):
 
 def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
     rows = []
+    billed: set[str] = set()  # each distinct part is paid for once, by the first row using it
     for row in plan.rows:
         chars = len(row.text) if row.text is not None and row.keys else 0
         hit = sum(k in cached for k in row.keys)
-        billable = sum(len(plan.parts[k][0]) for k in row.keys if k not in cached)
+        billable = 0
+        for key in row.keys:
+            if key not in cached and key not in billed:
+                billed.add(key)
+                billable += len(plan.parts[key][0])
         status = "empty" if not row.keys else ("cached" if hit == len(row.keys) else "pending")
         rows.append((row.text, row.voice, chars, len(row.keys), hit, billable, status))
     frame = pd.DataFrame(
@@ -520,10 +560,17 @@ def estimate_speech(
 
 
 def _duration(audio: bytes, fmt: str) -> float | None:
-    """Seconds of an encoded clip (None when it cannot be measured)."""
+    """Seconds of an encoded clip (None when it cannot be measured).
+
+    Ogg/Opus is decoded and its samples counted: the container's duration also counts the
+    encoder's pre-skip (6.5 ms a clip), which would add up over the parts of a long text.
+    """
     if fmt == "pcm":
         return len(audio) / _PCM_BYTES_PER_SECOND
     try:
+        if fmt == "opus":
+            pcm, rate = _media._decode(audio, f"speech.{fmt}")
+            return pcm.shape[1] / rate
         return _media.probe(audio, name=f"speech.{fmt}").duration
     except (ValueError, OSError):
         return None
@@ -629,6 +676,7 @@ class SpeechResult(ResultFrame):
 
         class _Comparison(ResultFrame):
             media = {name: "audio" for name in voices_in_order}
+            _repr_mimebundle_ = SpeechResult._repr_mimebundle_  # the same inline-audio budget
 
         _Comparison.__name__ = "SpeechComparison"
         return _Comparison(wide, meta=self.meta)

@@ -64,6 +64,8 @@ INLINE_VIDEO_BYTES = 5_000_000
 #: Total bytes of video embedded in one table's HTML.
 INLINE_TABLE_BUDGET = 10_000_000
 _CACHE_COLUMNS = ["video_id", "state", "video"]
+#: What a job id may hold: it goes into the URL path of the status and content requests.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 def _now() -> float:
@@ -354,6 +356,10 @@ class VideoJob:
     async def adownload(self, path: str | Path | None = None) -> bytes | Path:
         """Async :meth:`download`."""
         if self.video is None:
+            if self.status == "error":
+                raise InvalidParameterError(
+                    f"Video job {self.id} has no video to download: {self.error}"
+                )
             if self.id is None or self.status != "completed":
                 raise InvalidParameterError(
                     f"Video job {self.id} is {self.status!r}, not 'completed': nothing to "
@@ -396,8 +402,11 @@ class VideoJob:
     @classmethod
     async def afrom_id(cls, id: str, *, client: Client | AsyncClient | None = None) -> VideoJob:
         """Async :meth:`from_id`."""
-        if not isinstance(id, str) or not id:
-            raise InvalidParameterError(f"VideoJob.from_id() needs a job id (str). Got {id!r}.")
+        if not isinstance(id, str) or not _JOB_ID.fullmatch(id):
+            raise InvalidParameterError(
+                f"VideoJob.from_id() needs a job id such as 'video_123abc' (letters, digits, "
+                f"'_', '-', '.', ':'). Got {id!r}."
+            )
         job = cls(id, client=client)
         job.resumed = True
         try:
@@ -611,17 +620,32 @@ class VideoJobs(ResultFrame):
     def download(self, folder: str | Path) -> pd.Series:
         """Write every finished video to ``folder``; returns the paths (NA for the others).
 
+        Videos not fetched yet are fetched concurrently. A video that cannot be fetched (e.g.
+        its result expired) makes that job an error row; the other videos are still saved.
         Saved videos render in the notebook as links when they are too big to embed.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for job in self.jobs:
-            if job.ok:
-                paths.append(str(job.download(folder)))
-            else:
-                paths.append(pd.NA)
+
+        async def go() -> None:
+            async def one(job: VideoJob) -> None:
+                try:
+                    await job.adownload()  # fetch only; writing errors are the caller's
+                except FATAL_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - becomes this job's error
+                    job._record_exception(exc, "Downloading the video")
+
+            unique = {id(job): job for job in self.jobs if job.ok}
+            async with anyio.create_task_group() as tg:
+                for job in unique.values():
+                    tg.start_soon(one, job)
+
+        syncify(go)()
+        for job in {id(job): job for job in self.jobs if job.ok}.values():
+            job.download(folder)
         self._sync()
+        paths = [str(job.path) if job.ok and job.path is not None else pd.NA for job in self.jobs]
         return pd.Series(paths, index=self._index, name="path", dtype=STATUS_DTYPE)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
@@ -681,8 +705,9 @@ async def _run_jobs(
             # the job was just created or its recorded id just checked: wait before polling
             await before(job)
             report(job)
-            if job.done or timeout == 0:
+            if timeout == 0:
                 return
+            # a recorded job found done is not polled again, but still downloaded (below)
         await job._run(
             poll=poll,
             max_poll=max_poll,

@@ -299,3 +299,109 @@ def test_inline_html_embeds_small_videos_and_links_large_ones(emu, tmp_path, mon
     assert "<video" not in small and small.count("<a href") == 2
     assert len(small) < 10_000
     assert "<a href" in single._repr_html_() and "<video" not in single._repr_html_()
+
+
+# --------------------------------------------------------------------------- review additions
+
+
+def test_resume_counts_are_exact(emu):
+    prompts = ["a red kite", "a blue whale"]
+    generate_video(prompts, wait=False, **FAST)
+    assert counts(emu) == (2, 0, 0)
+    restart()
+    wire(emu)
+    again = generate_video(prompts, **FAST)
+    # per job: one status check of the recorded id, one more poll to completion, one download
+    assert counts(emu) == (2, 4, 2)
+    assert again.status.tolist() == ["ok", "ok"] and again.resumed.all()
+
+
+def test_a_recorded_job_found_done_is_downloaded_on_the_rerun(emu):
+    first = generate_video(["a kite", "a whale"], wait=False, **FAST)
+    first.wait(poll=0.01, download=False)  # done on the server, never fetched
+    assert first.video.isna().all() and counts(emu) == (2, 4, 0)
+    restart()
+    wire(emu)
+    again = generate_video(["a kite", "a whale"], **FAST)
+    assert counts(emu) == (2, 6, 2)  # one status check each, then the download; no new job
+    assert again.status.tolist() == ["ok", "ok"]
+    assert all(v[4:8] == b"ftyp" for v in again.video)
+    restart()
+    third = generate_video(["a kite", "a whale"], **FAST)
+    assert third.status.tolist() == ["cached", "cached"] and counts(emu) == (2, 6, 2)
+
+
+def test_download_of_many_keeps_going_when_one_video_cannot_be_fetched(emu, tmp_path):
+    jobs = generate_video(["one", "two", "three"], wait=False, **FAST)
+    jobs.wait(poll=0.01, download=False)
+    emu.configure("videos.content", script=[None, 404])
+    paths = jobs.download(tmp_path / "out")
+    assert paths.notna().sum() == 2
+    assert sorted(jobs.status.tolist()) == ["error", "ok", "ok"]
+    bad = jobs.failed
+    assert bad["error_type"].tolist() == ["NotFoundError"]
+    assert (
+        "Downloading the video" in bad["error"].iloc[0]
+        and bad["id"].iloc[0] in bad["error"].iloc[0]
+    )
+    assert len(list((tmp_path / "out").iterdir())) == 2
+
+
+@pytest.mark.parametrize("bad", ["", "../v1/models", "video_1/content", "a b", ".."])
+def test_from_id_refuses_ids_that_are_not_ids(emu, bad):
+    with pytest.raises(deapi_ds.InvalidParameterError, match="needs a job id"):
+        VideoJob.from_id(bad)
+    assert counts(emu) == (0, 0, 0)
+
+
+def test_ctrl_c_during_wait_leaves_the_jobs_resumable(emu):
+    import _thread
+    import threading
+    import time
+
+    emu.video_polls_to_complete = 10_000
+    interrupted = False
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    try:
+        timer.start()
+        try:
+            generate_video(["a kite", "a whale"], timeout=20, **FAST)
+        finally:
+            timer.join()
+            time.sleep(0.05)  # let a late interrupt land inside this try
+    except KeyboardInterrupt:
+        interrupted = True
+    assert interrupted
+    created = counts(emu)[0]
+    assert created == 2
+
+    restart()
+    wire(emu)
+    jobs = generate_video(["a kite", "a whale"], wait=False, **FAST)
+    assert counts(emu)[0] == 2 and jobs.resumed.all()  # no new job was paid for
+    assert jobs.status.tolist() == ["in_progress", "in_progress"]
+
+    job = jobs.jobs[0]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    interrupted = False
+    try:
+        timer.start()
+        try:
+            job.wait(timeout=20, poll=0.01, max_poll=0.02)
+        finally:
+            timer.join()
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        interrupted = True
+    assert interrupted and not job.done and job.id is not None
+    emu.video_polls_to_complete = 1
+    job.wait(poll=0.01)
+    assert job.ok and job.video[4:8] == b"ftyp"
+    assert counts(emu)[0] == 2
+
+
+def test_downloading_a_failed_job_says_why_there_is_no_video(emu):
+    job = generate_video("please fail now", **FAST)
+    with pytest.raises(deapi_ds.InvalidParameterError, match="has no video to download: .*failed"):
+        job.download()
+    assert counts(emu)[2] == 0
