@@ -49,7 +49,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,7 @@ __all__ = [
     "make_key",
     "make_keys",
     "params_json",
+    "provider_scope",
     "resolve_cache",
 ]
 
@@ -939,6 +940,7 @@ def _part_name(stamp: str | None = None) -> str:
 _AGE_RE = re.compile(
     r"(\d+(?:\.\d+)?)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|w|weeks?)"
 )
+_NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _AGE_UNITS = {
     **dict.fromkeys(["s", "sec", "second"], 1),
     **dict.fromkeys(["m", "min", "minute"], 60),
@@ -953,6 +955,17 @@ def _parse_age(older_than: _dt.timedelta | str | None) -> _dt.timedelta | None:
         return None
     if isinstance(older_than, _dt.timedelta):
         age = older_than
+    elif isinstance(older_than, np.timedelta64):
+        age = pd.Timedelta(older_than).to_pytimedelta()
+    elif (isinstance(older_than, int | float | np.number) and not isinstance(older_than, bool)) or (
+        isinstance(older_than, str) and _NUMBER_RE.fullmatch(older_than.strip())
+    ):
+        # a bare number would be read as nanoseconds and clear everything: demand a unit
+        n = str(older_than).strip()
+        raise InvalidParameterError(
+            f"older_than needs a unit: '{n}d' for days, '{n}h' for hours, '{n}min' for minutes, "
+            f"or a datetime.timedelta. Got {older_than!r}."
+        )
     else:
         match = _AGE_RE.fullmatch(str(older_than).strip().lower())
         try:
@@ -1572,18 +1585,20 @@ class ResultCache:
         removed = 0
         for t, m in self._namespaces(task, model):
             ns = self._ns_path(t, m)
-            for name, size in self._parts(ns):
+            parts = self._parts(ns)
+            for name, size in parts:
                 try:
                     removed += self._clear_file(ns, name, size, cutoff)
                 except FileNotFoundError:
                     continue
+            temps = [n for n, _ in self._store.list_files(ns) if n.startswith(_TMP_PREFIX)]
             if cutoff is None:
-                for name, _size in self._store.list_files(ns):
-                    if name.startswith(_TMP_PREFIX):
-                        self._store.delete(self._store.join(ns, name))
+                for name in temps:
+                    self._store.delete(self._store.join(ns, name))
             self._forget(t, m)
-            self._store.remove_empty_dirs(ns)
-            self._store.remove_empty_dirs(self._store.join(self._store.root, _encode_name(t)))
+            if parts or temps:  # never prune folders that held no cache files (cache="~" ...)
+                self._store.remove_empty_dirs(ns)
+                self._store.remove_empty_dirs(self._store.join(self._store.root, _encode_name(t)))
         return removed
 
     def _clear_file(self, ns: str, name: str, size: int, cutoff: pd.Timestamp | None) -> int:
@@ -1757,8 +1772,40 @@ def _shared_cache(
         return cache
 
 
+#: Sub-folder of the configured cache for results of servers other than deAPI.
+PROVIDERS_FOLDER = ".providers"
+
+
+def provider_scope(base_url: str | None) -> str | None:
+    """The cache sub-folder name for results of ``base_url``; None for deAPI itself.
+
+    The key holds the task, model, parameters and input, not the server: the emulator's fake
+    vectors (``use_emulator()``) or another OpenAI-compatible server's answers for the same model
+    name must never be served as deAPI results. So the *configured* cache keeps them apart, in
+    ``<cache>/.providers/<host_port_path>`` (a dot-folder: ``info()``, ``clear()`` and
+    ``pd.read_parquet`` of the deAPI cache do not see it).
+
+    >>> provider_scope("https://oai.deapi.ai/v1") is None
+    True
+    >>> provider_scope("http://127.0.0.1:8000/v1")
+    '127.0.0.1_8000_v1'
+    """
+    from ._config import DEFAULT_BASE_URL, is_deapi_host
+
+    url = base_url or DEFAULT_BASE_URL
+    if is_deapi_host(url):
+        return None
+    parts = urlsplit(url)
+    ident = (parts.netloc.rsplit("@", 1)[-1] + parts.path).lower()
+    return re.sub(r"[^a-z0-9.-]+", "_", ident).strip("_.") or "unknown"
+
+
 def default_cache(settings: Settings | None = None) -> ResultCache:
-    """The configured cache location as a :class:`ResultCache` (even when caching is off)."""
+    """The configured cache location as a :class:`ResultCache` (even when caching is off).
+
+    For a server other than deAPI (the emulator, another OpenAI-compatible server) it is the
+    sub-folder ``.providers/<server>`` of the configured location (see :func:`provider_scope`).
+    """
     if settings is None:
         from ._config import get_config
 
@@ -1766,6 +1813,12 @@ def default_cache(settings: Settings | None = None) -> ResultCache:
     location = getattr(settings, "cache_path", None) or os.path.expanduser(
         getattr(settings, "cache_dir", "~/.cache/deapi_ds")
     )
+    scope = provider_scope(getattr(settings, "base_url", None))
+    if scope is not None:
+        if "://" in location:
+            location = f"{location.rstrip('/')}/{PROVIDERS_FOLDER}/{scope}"
+        else:
+            location = os.path.join(location, PROVIDERS_FOLDER, scope)
     return _shared_cache(
         location,
         getattr(settings, "cache_storage_options", None),

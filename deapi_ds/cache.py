@@ -16,6 +16,9 @@ The functions below act on the configured location::
     with deapi_ds.cache.disabled():             # no reads, no writes inside the block
         ...
 
+Results of servers other than deAPI (the emulator, another OpenAI-compatible server) are kept
+in ``<cache>/.providers/<server>``, which the functions above use while that server is configured.
+
 The files are plain parquet, one folder per task and model, so pandas reads them directly::
 
     pd.read_parquet(f"{deapi_ds.cache.location()}/embeddings/Bge_M3_FP16")
@@ -66,7 +69,12 @@ __all__ = [
 
 
 def location() -> str:
-    """The configured cache folder or URL (``DEAPI_DS_CACHE_DIR``, ``set_config(cache_dir=...)``)."""
+    """The configured cache folder or URL (``DEAPI_DS_CACHE_DIR``, ``set_config(cache_dir=...)``).
+
+    While deapi_ds talks to another server than deAPI (``use_emulator()``, a custom
+    ``base_url``) it is that server's sub-folder ``<cache>/.providers/<server>``, so the
+    emulator's results are never served as deAPI's.
+    """
     return default_cache().location
 
 

@@ -701,6 +701,31 @@ def test_info_clear_and_repr(tmp_path):
         cache.clear(older_than="soon")
 
 
+@pytest.mark.parametrize("age", [30, 0, 1.5, np.int64(7), "30", " 2.5 ", "-1"])
+def test_clear_refuses_ages_without_a_unit(tmp_path, age):
+    """A bare number used to be read as nanoseconds: clear(older_than=30) wiped everything."""
+    cache = ResultCache(tmp_path)
+    k = make_keys(EMB, BGE, {}, ["a"])
+    cache.write(EMB, BGE, pa.table({"key": k}))
+    with pytest.raises(InvalidParameterError, match="needs a unit"):
+        cache.clear(older_than=age)
+    with pytest.raises(InvalidParameterError, match="needs a unit"):
+        NullCache().clear(older_than=age)
+    assert cache.contains(EMB, BGE, k).all()
+    assert cache.clear(older_than=np.timedelta64(1, "D")) == 0  # numpy timedeltas are fine
+    assert cache.clear(older_than="1 day") == 0
+
+
+def test_clear_leaves_folders_that_held_no_cache_files(tmp_path):
+    (tmp_path / "projects" / "empty-but-mine").mkdir(parents=True)
+    (tmp_path / "notes").mkdir()
+    cache = ResultCache(tmp_path)  # a folder that is not only a cache
+    cache.write(EMB, BGE, pa.table({"key": make_keys(EMB, BGE, {}, ["a"])}))
+    assert cache.clear() == 1
+    assert (tmp_path / "projects" / "empty-but-mine").is_dir() and (tmp_path / "notes").is_dir()
+    assert not (tmp_path / EMB).exists()  # the cache's own emptied folders do go
+
+
 def test_clear_rewrite_keeps_newest_order(tmp_path):
     """Rewriting a partly-expired file must not let its rows overtake newer writes."""
     cache = ResultCache(tmp_path)
@@ -772,6 +797,47 @@ def test_resolve_cache(tmp_path, monkeypatch):
     assert isinstance(resolve_cache(), NullCache)
     with pytest.raises(InvalidParameterError, match="cache must be"):
         resolve_cache(42)
+
+
+def test_default_cache_is_scoped_per_server(tmp_path, monkeypatch):
+    """The emulator's (or another server's) answers never come back as deAPI results."""
+    import httpx
+
+    import deapi_ds
+    from deapi_ds import cache as cache_mod
+
+    root = tmp_path / "c"
+    monkeypatch.setenv("DEAPI_DS_CACHE_DIR", str(root))
+    texts = ["the same text", "on two servers"]
+    deapi_ds.use_emulator()
+    assert deapi_ds.embed(texts).status.tolist() == ["ok", "ok"]
+    assert deapi_ds.embed(texts).status.tolist() == ["cached", "cached"]  # still cached there
+    emulator_cache = cache_mod.location()
+    assert emulator_cache == str(root / ".providers" / "emulator.deapi-ds.invalid_v1")
+    assert cache_mod.info()["rows"].tolist() == [2]
+    assert pd.read_parquet(f"{emulator_cache}/{EMB}/{BGE}").shape[0] == 2
+
+    sent = []
+
+    def deapi(request):  # stands in for deAPI: every request that reaches it is recorded
+        sent.append(request)
+        return httpx.Response(500, json={"error": {"message": "down", "type": "server_error"}})
+
+    deapi_ds.set_config(
+        base_url=None, api_key="dpn-sk-1|k", transport=httpx.MockTransport(deapi), max_retries=0
+    )
+    assert cache_mod.location() == str(root)
+    assert cache_mod.info().empty  # the deAPI cache does not show the emulator's rows
+    res = deapi_ds.embed(texts)
+    assert len(sent) == 1 and res.status.tolist() == ["error", "error"]  # not served fakes
+    assert cache_mod.clear() == 0
+    assert ResultCache(emulator_cache).contains(EMB, BGE, make_keys(EMB, BGE, {}, texts)).all()
+
+    # an fsspec location is scoped the same way; deAPI hosts are not scoped
+    assert _cache.provider_scope("https://api.deapi.ai/v1") is None
+    assert _cache.provider_scope("http://user:pw@LocalHost:8000/v1/") == "localhost_8000_v1"
+    deapi_ds.set_config(cache_dir="memory://shared", base_url="http://127.0.0.1:9/v1")
+    assert cache_mod.location() == "memory://shared/.providers/127.0.0.1_9_v1"
 
 
 def test_cache_pickles_by_location(tmp_path):
@@ -1038,6 +1104,115 @@ def test_kill_9_keeps_every_finished_batch(tmp_path):
             assert (embedding_matrix(got["embedding"]) == b).all()
         df = pd.read_parquet(tmp_path / "embeddings" / "m")  # a killed writer leaves only dot-files
     assert len(df) >= 200 * (finished + 1)
+
+
+_EMBED_CHILD = """
+import sys, numpy as np, deapi_ds
+base_url, cache, lo, hi = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+texts = [f"row {i}: the parcel arrived on time" for i in range(lo, hi)]
+deapi_ds.set_config(base_url=base_url, api_key="dpn-sk-1|child", max_concurrency=2, progress=False)
+res = deapi_ds.embed(texts, cache=cache, max_inputs=10)
+np.save(sys.argv[5], res.matrix)
+print(sorted(set(res.status)), flush=True)
+"""
+
+
+def _row_texts(lo: int, hi: int) -> list[str]:
+    return [f"row {i}: the parcel arrived on time" for i in range(lo, hi)]
+
+
+def _embed_child(base_url: str, cache: Path, lo: int, hi: int, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", _EMBED_CHILD, base_url, str(cache), str(lo), str(hi), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_embed_killed_mid_run_rerun_pays_only_for_missing_rows(tmp_path, sig):
+    """A real deapi_ds.embed in a subprocess against the loopback emulator, stopped mid-run."""
+    import deapi_ds
+    from deapi_ds.emulator import Emulator
+    from deapi_ds.testing import emulated
+
+    n, per_batch = 200, 10
+    cache_dir = tmp_path / "cache"
+    emu = Emulator().configure("embeddings", latency=0.1)
+    with emu.serve() as server:
+        proc = _embed_child(server.base_url, cache_dir, 0, n, tmp_path / "m.npy")
+        try:
+            deadline = time.monotonic() + 60
+            while len(parts(cache_dir)) < 4:  # four batches written, the rest still to come
+                assert proc.poll() is None, f"embed ended early: {proc.communicate()}"
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        finally:
+            proc.send_signal(sig)
+            proc.communicate(timeout=30)
+        time.sleep(0.3)  # a request the child sent just before dying still reaches the emulator
+        assert proc.returncode != 0 and not (tmp_path / "m.npy").exists()  # really interrupted
+        paid = emu.stats("embeddings")
+        keys = make_keys(EMB, BGE, {}, _row_texts(0, n))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)  # nothing half-written is ever seen
+            have = ResultCache(cache_dir).contains(EMB, BGE, keys)
+        cached = int(have.sum())
+        assert 0 < cached < n and cached % per_batch == 0  # whole batches only
+        # every batch answered was written, except those in flight (2 at max_concurrency=2)
+        assert 0 <= paid["inputs"] - cached <= 2 * per_batch
+
+        emu.reset_stats()
+        with deapi_ds.config_context(base_url=server.base_url, api_key="dpn-sk-1|p"):
+            res = deapi_ds.embed(_row_texts(0, n), cache=str(cache_dir), max_inputs=per_batch)
+        rerun = emu.stats("embeddings")
+    assert rerun["inputs"] == n - cached  # exactly the missing rows ...
+    assert rerun["requests"] == -(-(n - cached) // per_batch)  # ... in as few requests
+    assert (res.status == "cached").sum() == cached and (res.status == "ok").sum() == n - cached
+    fresh = Emulator()
+    with emulated(emulator=fresh):
+        expected = deapi_ds.embed(_row_texts(0, n), cache=None).matrix
+    np.testing.assert_array_equal(res.matrix, expected)
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_embed_overlapping_rows_into_one_cache(tmp_path):
+    """Two real embed() runs at once, rows 0-299 and 150-449, one cache folder."""
+    import deapi_ds
+    from deapi_ds.emulator import Emulator
+    from deapi_ds.testing import emulated
+
+    cache_dir = tmp_path / "cache"
+    emu = Emulator().configure("embeddings", latency=0.02)
+    with emu.serve() as server:
+        procs = [
+            _embed_child(server.base_url, cache_dir, lo, hi, tmp_path / f"m{lo}.npy")
+            for lo, hi in ((0, 300), (150, 450))
+        ]
+        for p in procs:
+            out, err = p.communicate(timeout=90)
+            assert p.returncode == 0, err
+            assert out.strip() in ("['ok']", "['cached', 'ok']")
+        paid = emu.stats("embeddings")
+    with emulated():
+        expected = deapi_ds.embed(_row_texts(0, 450), cache=None).matrix
+    np.testing.assert_array_equal(np.load(tmp_path / "m0.npy"), expected[:300])
+    np.testing.assert_array_equal(np.load(tmp_path / "m150.npy"), expected[150:])
+    keys = make_keys(EMB, BGE, {}, _row_texts(0, 450))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        got = ResultCache(cache_dir).lookup(EMB, BGE, keys)
+    assert got.num_rows == 450  # no row lost
+    np.testing.assert_array_equal(embedding_matrix(got["embedding"]), expected)  # none corrupt
+    assert 450 <= paid["inputs"] <= 450 + 150  # at worst the overlap is paid twice
+    if paid["inputs"] > 450 + 2 * 2 * 10:
+        # deapi_ds.embed looks the cache up once, before its first request, so rows that the
+        # other process caches later are sent again. Re-checking each batch just before it is
+        # sent would bound the double payment by the batches in flight.
+        pytest.xfail(f"overlap paid twice: {paid['inputs'] - 450} of 150 rows")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,34 @@ def _same_matrix(a: np.ndarray, b: np.ndarray) -> None:
     np.testing.assert_array_equal(a, b)  # NaN rows compare equal
 
 
+def test_clear_error_when_dask_is_missing(monkeypatch):
+    for name in [m for m in sys.modules if m == "dask" or m.startswith("dask.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "dask", None)  # `import dask` now raises ImportError
+    for call in (
+        lambda: ddx.embed(object(), "text"),
+        lambda: ddx.transcribe(object()),
+        lambda: ddx.to_matrix(object()),
+    ):
+        with pytest.raises(ImportError, match=r"needs dask.*pip install 'deapi-ds\[dask\]'"):
+            call()
+
+
+def test_local_cache_with_workers_on_other_hosts_warns(monkeypatch, tmp_path):
+    class RemoteCluster:
+        def scheduler_info(self):
+            return {"workers": {"tcp://10.20.30.40:4567": {}, "tcp://127.0.0.1:4568": {}}}
+
+    monkeypatch.setattr(distributed, "default_client", lambda: RemoteCluster())
+    with pytest.warns(UserWarning, match=r"local folder but workers run on other hosts \(10\.20"):
+        ddx._make_job("embeddings", str(tmp_path), None, None, "embed")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ddx._make_job("embeddings", "memory://shared-cache", None, None, "embed")  # a URL: fine
+
+
 def test_embed_matches_single_process(env, tmp_path):
     client, emu = env
     texts = _texts(40, "match")
