@@ -14,6 +14,7 @@ from ._tasks import clear_shared_clients, resolve_client, syncify
 __all__ = ["amodels", "models", "use_emulator"]
 
 EMULATOR_BASE_URL = "http://emulator.deapi-ds.invalid/v1"
+_loopback_server: list[Any] = []  # the server of the last use_emulator(loopback=True)
 
 
 async def amodels(*, client: Client | AsyncClient | None = None) -> pd.DataFrame:
@@ -52,7 +53,8 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
     ``loopback=True`` starts it as a real HTTP server on 127.0.0.1 (for other tools such as the
     ``openai`` SDK). Returns the :class:`deapi_ds.emulator.Emulator`, whose ``stats()`` tell what
     would have been paid for. Undo with ``deapi_ds.set_config(transport=None, base_url=None,
-    api_key=None)``.
+    api_key=None)``. Calling it again (a rerun notebook cell) stops the loopback server it
+    started before.
 
     >>> emu = deapi_ds.use_emulator()
     >>> deapi_ds.models()["id"].tolist()[:2]
@@ -65,10 +67,13 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
         emu.configure(**configure)
     key = api_key or "dpn-sk-0|emulator"
     clear_shared_clients()
+    while _loopback_server:
+        _loopback_server.pop().close()
     if loopback:
         server = emu.serve()
         handle = server.__enter__()
         emu._deapi_ds_server = (server, handle)  # keep it alive with the emulator
+        _loopback_server.append(server)
         set_config(base_url=handle.base_url, api_key=key, transport=None, tier="unlimited")
     else:
         set_config(

@@ -50,6 +50,7 @@ __all__ = [
     "is_deapi_host",
     "is_loopback",
     "normalize_key",
+    "process_context",
     "reset_config",
     "set_config",
 ]
@@ -434,6 +435,30 @@ def set_config(**options: Any) -> None:
 def reset_config() -> None:
     """Forget every ``set_config`` change (environment variables still apply)."""
     _global_overrides.clear()
+
+
+@contextlib.contextmanager
+def process_context(**options: Any) -> Iterator[Settings]:
+    """Like :func:`config_context`, but seen by every thread of the process until the block ends.
+
+    ``config_context`` is per thread (and per task): a worker thread started inside it (a
+    ``ThreadPoolExecutor``, Dask's threaded scheduler) does not see it. ``process_context``
+    also applies the options as ``set_config`` would, and restores the previous process-wide
+    options on exit (``set_config`` calls made inside the block are undone too). Used by
+    :func:`deapi_ds.testing.emulated` so that no thread of a test can reach the real API.
+    """
+    checked = check_overrides(options)
+    saved = dict(_global_overrides)
+    set_config(**options)
+    try:
+        token = _context_overrides.set((*_context_overrides.get(), checked))
+        try:
+            yield get_config()
+        finally:
+            _context_overrides.reset(token)
+    finally:
+        _global_overrides.clear()
+        _global_overrides.update(saved)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ No httpx and no pandas here: the engine runs awaitables that the client builds.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import logging
@@ -22,8 +23,9 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -35,11 +37,66 @@ from ._exceptions import (
     RateLimitError,
 )
 
-__all__ = ["Engine", "RateLimiter", "RetryPolicy", "run_sync"]
+__all__ = ["Engine", "PerLoop", "RateLimiter", "RetryPolicy", "current_loop", "run_sync"]
 
 logger = logging.getLogger("deapi_ds")
 T = TypeVar("T")
 WAIT_NOTICE_SECONDS = 5.0
+
+
+class _NoLoop:
+    """Stands for "no event loop running" (objects made by synchronous code)."""
+
+
+_NO_LOOP = _NoLoop()
+
+
+def current_loop() -> Any:
+    """The running event loop (asyncio) or trio token: what loop-bound objects belong to."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    try:
+        import trio
+    except ImportError:
+        return _NO_LOOP
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return _NO_LOOP
+
+
+class PerLoop(Generic[T]):
+    """One object per event loop, made on first use in that loop.
+
+    Locks, capacity limiters and httpx connection pools are bound to the loop that first used
+    them. A client is used from deapi_ds's own loop thread (the sync API), from Jupyter's loop
+    (``await deapi_ds.aembed(...)``) and from successive ``asyncio.run(...)`` calls, so each
+    loop gets its own; an entry goes away with its loop.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._items: weakref.WeakKeyDictionary[Any, T] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        loop = current_loop()
+        with self._lock:
+            item = self._items.get(loop)
+            if item is None:
+                item = self._items[loop] = self._factory()
+            return item
+
+    def peek(self) -> T | None:
+        """The current loop's object, if one was made (no creation)."""
+        with self._lock:
+            return self._items.get(current_loop())
+
+    def discard(self) -> None:
+        with self._lock:
+            self._items.pop(current_loop(), None)
 
 
 class RateLimiter:
@@ -68,7 +125,8 @@ class RateLimiter:
         self._sleep = sleep or anyio.sleep
         self._starts: collections.deque[float] = collections.deque()
         self._blocked_until = 0.0
-        self._lock: anyio.Lock | None = None
+        self._locks: PerLoop[anyio.Lock] = PerLoop(anyio.Lock)
+        self._state_lock = threading.Lock()  # the window is shared by every loop and thread
         self._noticed = False
         self.on_wait = on_wait
         self.total_wait = 0.0
@@ -95,30 +153,36 @@ class RateLimiter:
 
     async def acquire(self) -> float:
         """Wait for a slot; returns the seconds waited."""
-        if self._lock is None:
-            self._lock = anyio.Lock()
         waited = 0.0
-        async with self._lock:
+        async with self._locks.get():
             while True:
-                wait = self.delay()
-                if wait <= 0:
-                    break
+                with self._state_lock:
+                    wait = self.delay()
+                    if wait <= 0:
+                        self._starts.append(self._clock())
+                        break
                 self._notice(wait)
                 await self._sleep(wait)
                 waited += wait
-            self._starts.append(self._clock())
         if waited and self.on_wait:
             self.on_wait(None)
         self.total_wait += waited
         return waited
 
-    def _notice(self, wait: float) -> None:
+    def _notice(self, wait: float, *, server: bool = False) -> None:
+        """Tell the progress bar, and the log once, that we wait ``wait`` seconds.
+
+        ``server=True``: the wait is the server's (a 429 and its ``Retry-After``).
+        """
         if self.on_wait:
             self.on_wait(wait)
         if wait >= WAIT_NOTICE_SECONDS and not self._noticed:
             self._noticed = True
             limit = self._limit()
-            why = f"{limit} requests per minute" if limit else "the server's rate limit"
+            if server:
+                why = "the server answered 429 Too Many Requests"
+            else:
+                why = f"{limit} requests per minute" if limit else "the server's rate limit"
             logger.warning(
                 "deapi_ds: waiting about %.0f s for %s (%s); "
                 "raise the limit with set_config(tier='premium') or set_config(rpm=...) if your "
@@ -206,11 +270,18 @@ class Engine:
         self._clock = clock
         self._sleep = sleep or anyio.sleep
         self._limiters: dict[str, RateLimiter] = {}
-        self._concurrency: anyio.CapacityLimiter | None = None
+        self._limiters_lock = threading.Lock()
+        self._concurrency: PerLoop[anyio.CapacityLimiter] = PerLoop(
+            lambda: anyio.CapacityLimiter(self.max_concurrency)
+        )
         self.on_wait: Callable[[float | None], None] | None = None
         self.attempts: collections.Counter[str] = collections.Counter()
 
     def limiter(self, endpoint: str) -> RateLimiter:
+        with self._limiters_lock:
+            return self._limiter(endpoint)
+
+    def _limiter(self, endpoint: str) -> RateLimiter:
         if endpoint not in self._limiters:
             if callable(self._rpm):
                 rpm = self._rpm(endpoint)
@@ -228,9 +299,8 @@ class Engine:
             self.on_wait(seconds)
 
     def _capacity(self) -> anyio.CapacityLimiter:
-        if self._concurrency is None:
-            self._concurrency = anyio.CapacityLimiter(self.max_concurrency)
-        return self._concurrency
+        """The concurrency bound of the current event loop (``max_concurrency`` per loop)."""
+        return self._concurrency.get()
 
     async def call(self, endpoint: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` under the endpoint's rate limit and the concurrency bound, with retries.
@@ -253,13 +323,32 @@ class Engine:
                 return False
             return True
 
+        log_retry = self._log_retry(endpoint)
+        told_bar = False
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            nonlocal told_bar
+            log_retry(state)
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RateLimitError) and state.next_action is not None:
+                limiter._notice(state.next_action.sleep, server=True)
+                told_bar = True
+
+        async def sleep(seconds: float) -> None:
+            nonlocal told_bar
+            await self._sleep(seconds)
+            if told_bar:
+                told_bar = False
+                if limiter.on_wait is not None:
+                    limiter.on_wait(None)
+
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(policy.max_retries + 1),
             wait=wait,
             retry=tenacity.retry_if_exception(should_retry),
-            sleep=self._sleep,
+            sleep=sleep,
             reraise=True,
-            before_sleep=self._log_retry(endpoint),
+            before_sleep=before_sleep,
         )
         async for attempt in retrying:
             with attempt:

@@ -68,10 +68,20 @@ _KEY_PATTERNS = [
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Remove anything that looks like an API key (and the given secrets) from ``text``."""
+    """Remove anything that looks like an API key (and the given secrets) from ``text``.
+
+    For a deAPI key ``dpn-sk-<id>|<secret>`` the ``<secret>`` part alone is removed too (a
+    server may echo only that).
+
+    >>> redact("bad key dpn-sk-1|abc and abcdefgh12345678", "dpn-sk-1|abcdefgh12345678")
+    'bad key [redacted] and [redacted]'
+    """
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
+            tail = secret.partition("|")[2]
+            if len(tail) >= 8:
+                text = text.replace(tail, "[redacted]")
     for pattern in _KEY_PATTERNS:
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + "[redacted]", text)

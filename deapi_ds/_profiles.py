@@ -99,7 +99,10 @@ class ModelProfile:
     video_seconds: tuple[int, ...] = ()
 
     def as_row(self) -> dict[str, Any]:
+        """One row of ``deapi_ds.models()``: limits that do not apply to the model are None."""
         row = dataclasses.asdict(self)
+        if not {"audio2text", "video2text"} & set(self.tasks):
+            row["word_timestamps"] = row["verbose_json"] = None
         row["tasks"] = ", ".join(self.tasks)
         row["voices"] = len(self.voices) or None
         row["formats"] = ", ".join(self.formats) or None

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._config import Settings
+from ._engine import PerLoop
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -63,18 +64,27 @@ class HTTPResult:
         return _request_id(self.headers)
 
 
-class _KeyAuth(httpx.Auth):
-    """Adds the bearer key only to requests for the API host."""
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return (url.scheme, url.host, url.port or default)
 
-    def __init__(self, key: str, host: str | None) -> None:
+
+class _KeyAuth(httpx.Auth):
+    """Adds the bearer key only to requests for the API's origin (scheme, host and port).
+
+    A result URL on another host, on another port, or on plain http at the API's host name
+    (``http://oai.deapi.ai/...`` while the API is ``https://``) is fetched without the key.
+    """
+
+    def __init__(self, key: str, base_url: str) -> None:
         self._key = key
-        self._host = host
+        self._origin = _origin(httpx.URL(base_url))
 
     def __repr__(self) -> str:
         return "_KeyAuth(**********)"
 
     def auth_flow(self, request: httpx.Request):  # type: ignore[override]
-        if self._key and request.url.host == self._host:
+        if self._key and _origin(request.url) == self._origin:
             request.headers["Authorization"] = f"Bearer {self._key}"
         yield request
 
@@ -186,8 +196,7 @@ class Transport:
         self.settings = settings
         self._key = settings.require_key()
         self.base_url = settings.base_url.rstrip("/")
-        self._host = urlsplit(self.base_url).hostname
-        self._client: httpx.AsyncClient | None = None
+        self._clients: PerLoop[httpx.AsyncClient] = PerLoop(self._make_client)
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r})"
@@ -204,7 +213,7 @@ class Transport:
             "timeout": timeout,
             "limits": limits,
             "headers": {"User-Agent": ua, "Accept": "application/json"},
-            "auth": _KeyAuth(self._key, self._host),
+            "auth": _KeyAuth(self._key, self.base_url),
             "follow_redirects": True,
         }
         if s.transport is not None:
@@ -213,14 +222,19 @@ class Transport:
 
     @property
     def client(self) -> httpx.AsyncClient:
-        if self._client is None or self._client.is_closed:
-            self._client = self._make_client()
-        return self._client
+        """The pooled httpx client of the current event loop (one per loop, made on first use)."""
+        client = self._clients.get()
+        if client.is_closed:
+            self._clients.discard()
+            client = self._clients.get()
+        return client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the current event loop's connections (others close with their loops)."""
+        client = self._clients.peek()
+        if client is not None:
+            self._clients.discard()
+            await client.aclose()
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):

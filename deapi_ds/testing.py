@@ -18,8 +18,8 @@ As a pytest fixture (add one line to your ``conftest.py``)::
         deapi_ds.embed(["a", "b"])
         assert deapi_emulator.stats("embeddings")["inputs"] == 2
 
-Inside the block every deapi_ds call (and ``deapi_ds.Client()``) talks to the emulator; caching
-goes to a private temporary folder unless ``cache_dir=`` is given. ``loopback=True`` serves the
+Inside the block every deapi_ds call (and ``deapi_ds.Client()``), from any thread, talks to the
+emulator; caching goes to a private temporary folder unless ``cache_dir=`` is given. ``loopback=True`` serves the
 emulator on 127.0.0.1 so that other tools (the ``openai`` SDK, subprocesses) can use
 ``env.base_url``.
 """
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._client import Client
-from ._config import config_context
+from ._config import process_context
 from ._tasks import clear_shared_clients
 
 __all__ = ["EmulatedEnvironment", "deapi_emulator", "emulated"]
@@ -48,7 +48,7 @@ class EmulatedEnvironment:
     emulator: Any
     client: Client
     base_url: str
-    api_key: str = EMULATOR_KEY
+    api_key: str = dataclasses.field(default=EMULATOR_KEY, repr=False)
 
     def stats(self, endpoint: str | None = None) -> dict:
         """Requests, errors and billable units the emulator counted (see Emulator.stats)."""
@@ -83,7 +83,7 @@ def emulated(
             base_url, transport = "http://emulator.deapi-ds.invalid/v1", emu.transport()
         options = {"tier": "unlimited", **settings}
         stack.enter_context(
-            config_context(
+            process_context(
                 base_url=base_url,
                 api_key=key,
                 transport=transport,

@@ -11,6 +11,7 @@ import time
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 import deapi_ds
@@ -504,3 +505,210 @@ def test_multipart_requests():
     out = run(client.images_edit([b"a", b"b"], "blend", model="Flux_2_Klein_4B_BF16"))
     assert out.images[0].data == b"PNG"
     assert seen[1].content.count(b'name="image[]"') == 2
+
+
+def test_retry_after_longer_than_a_minute_up_to_the_cap():
+    """Retry-After of 90 s is honoured when the cap allows it; one second more raises at once."""
+    for retry_after, cap, calls_expected in (("90", 90.0, 2), ("91", 90.0, 1)):
+        calls = []
+
+        def handler(request, calls=calls, retry_after=retry_after):
+            calls.append(1)
+            if len(calls) == 1:
+                return httpx.Response(429, headers={"Retry-After": retry_after}, json={})
+            return httpx.Response(200, json=embedding_payload(1))
+
+        clock = FakeClock()
+        client = make_client(handler, clock=clock, max_retry_wait=cap)
+        if calls_expected == 2:
+            run(client.embeddings("x"))
+            assert 90 <= clock.sleeps[0] < 90.25 and len(clock.sleeps) == 1
+        else:
+            with pytest.raises(deapi_ds.RateLimitError, match="max_retry_wait"):
+                run(client.embeddings("x"))
+            assert clock.sleeps == []
+        assert len(calls) == calls_expected
+
+
+def test_backoff_is_exponential_capped_and_jittered():
+    import random
+
+    policy = RetryPolicy(10, base=1.0, cap=60.0, rng=random.Random(7))
+    for attempt in range(1, 10):
+        backoff = min(60.0, 2.0 ** (attempt - 1))
+        waits = [policy.wait_for(attempt, None) for _ in range(50)]
+        assert all(backoff / 2 <= w <= backoff for w in waits)
+        assert len(set(waits)) > 40  # jittered, not a fixed schedule
+    assert max(policy.wait_for(30, None) for _ in range(50)) <= 60.0
+
+
+def test_429_wait_is_announced_once_and_shown_on_the_bar(caplog):
+    """A long server-imposed wait (429 + Retry-After) is said once, like the limiter's own waits."""
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        if len(calls) <= 3:
+            return httpx.Response(429, headers={"Retry-After": "20"}, json={})
+        return httpx.Response(200, json=embedding_payload(1))
+
+    clock = FakeClock()
+    client = make_client(handler, clock=clock)
+    bar: list[float | None] = []
+    client.engine.on_wait = bar.append
+    with caplog.at_level(logging.WARNING, logger="deapi_ds"):
+        run(client.embeddings("x"))
+    notices = [r.getMessage() for r in caplog.records if "waiting about" in r.getMessage()]
+    assert len(notices) == 1 and "20 s" in notices[0] and "429" in notices[0]
+    assert bar[-1] is None and any(w is not None and w >= 20 for w in bar)
+    assert len(calls) == 4
+
+
+def test_limiter_adapts_to_the_servers_headers_end_to_end():
+    """No client-side limit configured: the emulator's X-RateLimit-* headers teach it one."""
+    from deapi_ds.emulator import Emulator
+
+    clock = FakeClock()
+    emu = Emulator(clock=clock).configure("embeddings", rpm=3)
+    client = deapi_ds.AsyncClient(
+        KEY,
+        base_url="https://oai.deapi.ai/v1",
+        transport=emu.transport(),
+        engine=Engine(rpm=None, retry=RetryPolicy(3), clock=clock, sleep=clock.sleep),
+    )
+
+    async def go():
+        for i in range(7):
+            await client.embeddings([f"t{i}"])
+
+    run(go())
+    stats = emu.stats("embeddings")
+    assert stats["ok"] == 7 and stats["rate_limited"] == 0  # never a 429
+    assert client.engine.limiter("embeddings").rpm == 3
+
+
+def test_sync_and_async_calls_share_a_client_across_event_loops():
+    """deapi_ds.models() (private loop), then `await amodels()` in fresh loops, then sync again;
+    and one AsyncClient reused over several asyncio.run() calls, on real sockets."""
+    emu = deapi_ds.use_emulator(loopback=True)
+    try:
+        assert len(deapi_ds.models()) >= 8
+
+        async def cell():
+            return len(await deapi_ds.amodels())
+
+        assert [asyncio.run(cell()) for _ in range(3)] == [len(deapi_ds.models())] * 3
+        client = deapi_ds.AsyncClient()
+        shapes = [asyncio.run(client.embeddings([f"t{i}"])).matrix.shape for i in range(3)]
+        assert shapes == [(1, 1024)] * 3
+    finally:
+        emu._deapi_ds_server[0].close()
+
+
+def test_sync_calls_from_many_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    emu = deapi_ds.use_emulator(loopback=True)
+    try:
+
+        def work(i):
+            result = deapi_ds.embed([f"thread {i} text {j}" for j in range(20)])
+            return result.frame["status"].eq("ok").sum(), result.matrix.shape
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(work, range(16)))
+        assert outcomes == [(20, (20, 1024))] * 16
+        assert emu.stats("embeddings")["inputs"] == 320
+    finally:
+        emu._deapi_ds_server[0].close()
+
+
+CTRL_C_SCRIPT = r"""
+import os, sys, time
+import deapi_ds
+emu = deapi_ds.use_emulator()
+deapi_ds.set_config(rpm={"embeddings": 3})   # 3 batches, then a 61 s wait
+texts = [f"text number {i}" for i in range(10)]
+print("READY", flush=True)
+started = time.perf_counter()
+try:
+    deapi_ds.embed(texts, max_inputs=1)
+except KeyboardInterrupt:
+    print(f"INTERRUPTED {time.perf_counter() - started:.2f}", flush=True)
+print("SENT", emu.stats("embeddings")["requests"], flush=True)
+deapi_ds.set_config(rpm=None)
+again = deapi_ds.embed(texts, max_inputs=1)               # the process is still usable
+print("RERUN", dict(again.frame["status"].value_counts()), emu.stats("embeddings")["requests"])
+"""
+
+
+def test_ctrl_c_during_a_rate_limited_embed_subprocess(tmp_path):
+    """SIGINT while deapi_ds.embed waits on the rate limit: it stops within ~2 s, finished
+    batches are cached, and a rerun in the same process pays only for the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEAPI_", "OPENAI_"))}
+    env.update(DEAPI_DS_CACHE_DIR=str(tmp_path / "cache"), DEAPI_DS_PROGRESS="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        time.sleep(1.0)  # three batches done, waiting ~60 s for the fourth slot
+        sent_at = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.perf_counter() - sent_at
+    finally:
+        proc.kill()
+    lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    assert "INTERRUPTED" in lines, err
+    assert elapsed < 5  # the interrupt lands at once; the rest is the rerun and exit
+    assert lines["SENT"] == "3"
+    assert lines["RERUN"] == "{'ok': 7, 'cached': 3} 10", err
+    assert err.count("waiting about") == 1
+
+
+def test_models_frame_joins_the_profile():
+    deapi_ds.use_emulator()
+    frame = deapi_ds.models()
+    assert frame["id"].tolist()[:2] == ["Flux1schnell", "ZImageTurbo_INT8"]
+    assert str(frame["id"].dtype) == "string" and frame["known"].all()
+    by_id = frame.set_index("id")
+    assert by_id.loc["Bge_M3_FP16", "dimension"] == 1024
+    assert by_id.loc["Bge_M3_FP16", "max_inputs"] == 2048
+    assert by_id.loc["Flux1schnell", "max_n"] == 4
+    assert by_id.loc["Flux1schnell", "max_size"] == 2048
+    assert by_id.loc["Kokoro", "voices"] > 6 and "opus" in by_id.loc["Kokoro", "formats"]
+    assert bool(by_id.loc["WhisperLargeV3Ct2", "word_timestamps"]) is True
+    assert bool(by_id.loc["WhisperLargeV3", "word_timestamps"]) is False
+    # transcription-only facts are missing, not False/True, for other models
+    assert pd.isna(by_id.loc["Flux1schnell", "word_timestamps"])
+    assert pd.isna(by_id.loc["Bge_M3_FP16", "verbose_json"])
+    assert pd.isna(by_id.loc["Kokoro", "dimension"])
+    assert str(frame["created"].dtype).startswith("datetime64")
+
+
+def test_use_emulator_loopback_rerun_replaces_the_server():
+    import socket
+
+    first = deapi_ds.use_emulator(loopback=True)
+    first_port = first._deapi_ds_server[0].port
+    assert deapi_ds.get_config().base_url.startswith("http://127.0.0.1:")
+    second = deapi_ds.use_emulator(loopback=True)  # a notebook cell run again
+    try:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", first_port), timeout=1).close()
+        assert len(deapi_ds.models()) >= 8 and second.stats("models")["requests"] == 1
+        assert first.stats("models")["requests"] == 0
+    finally:
+        deapi_ds.use_emulator()  # back to in-process; stops the loopback server
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", second._deapi_ds_server[0].port), timeout=1)

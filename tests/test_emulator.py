@@ -855,3 +855,25 @@ def test_embeddings_throughput(emu: Emulator, client: httpx.Client) -> None:
         rate = 2048 / elapsed
         print(f"embeddings via transport ({fmt}): {rate:,.0f} inputs/s")
         assert rate > 800, f"{fmt}: only {rate:.0f} inputs/s"
+
+
+def test_clients_that_vanish_do_not_print_tracebacks(capfd) -> None:
+    """A client that resets its connection (a dropped pool, Ctrl-C) is normal for a server."""
+    import socket
+    import struct
+    import time
+
+    with Emulator().serve() as server:
+        for _ in range(3):
+            sock = socket.create_connection((server.host, server.port))
+            sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.05)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST while the server reads the body
+        time.sleep(0.2)
+        answer = httpx.get(
+            server.base_url + "/models", headers={"Authorization": "Bearer dpn-sk-1"}
+        )
+        assert answer.status_code == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err
