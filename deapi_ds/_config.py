@@ -238,9 +238,12 @@ class Settings:
                 "(dpn-sk-<id>|<secret>, from app.deapi.ai/dashboard)."
             )
         scheme = urlsplit(self.base_url).scheme
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        # ".invalid" names can never resolve (RFC 2606): only an in-process transport, such as
+        # the emulator's, can answer them; any other host over http would see the key
         if (
             scheme == "http"
-            and self.transport is None
+            and not host.endswith(".invalid")
             and not is_loopback(self.base_url)
             and not self.allow_insecure_http
         ):

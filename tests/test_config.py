@@ -122,3 +122,13 @@ def test_logging_no_key(monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     logging.getLogger("deapi_ds").debug("settings %r", get_config())
     assert KEY not in caplog.text
+
+
+def test_plain_http_refused_even_with_a_custom_transport():
+    import httpx
+
+    transport = httpx.HTTPTransport()  # a real network transport: the key would travel in clear
+    with pytest.raises(deapi_ds.ConfigurationError, match="plain http"):
+        deapi_ds.Client(KEY, base_url="http://proxy.example.com/v1", transport=transport)
+    # an in-process transport on a name that can never resolve is fine (the emulator's)
+    deapi_ds.Client(KEY, base_url="http://emulator.deapi-ds.invalid/v1", transport=transport)
