@@ -4,10 +4,16 @@ A ResultFrame behaves like its DataFrame for reading (``len``, ``[]``, ``.loc``,
 attributes, iteration, ``to_parquet`` ...) and renders in a notebook as a static HTML table with
 inline media (thumbnails, ``<audio>``, ``<video>``) that survives export. ``.frame`` (or
 ``.to_pandas()``) is the plain DataFrame.
+
+Kinds of result that can be rebuilt from a subset of their rows (``ImageResult``) implement
+``_with_frame``; for them a row selection (``res[mask]``, ``res.loc[...]``, ``res.iloc[...]``,
+``res.head()``, ``res.query(...)``, ``res.sort_values(...)`` ...) is again a result of the same
+kind, with its helpers (``.save``, ``.grid``). Selecting columns gives a plain DataFrame.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,12 +45,47 @@ class ResultFrame:
         return iter(self.frame)
 
     def __getitem__(self, key: Any) -> Any:
-        return self.frame[key]
+        return self._wrap(self.frame[key])
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name in ("frame", "meta"):
             raise AttributeError(name)
-        return getattr(self.frame, name)
+        value = getattr(self.frame, name)
+        if callable(value) and self._rebuildable():
+            # Row-wise DataFrame methods (head, query, sort_values ...) keep the result's kind.
+            @functools.wraps(value)
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return self._wrap(value(*args, **kwargs))
+
+            return method
+        return value
+
+    @property
+    def loc(self) -> _Indexer:
+        """``frame.loc``; a row selection is again a result of this kind (see the module doc)."""
+        return _Indexer(self, self.frame.loc)
+
+    @property
+    def iloc(self) -> _Indexer:
+        """``frame.iloc``; a row selection is again a result of this kind."""
+        return _Indexer(self, self.frame.iloc)
+
+    # row selections ---------------------------------------------------------------------------
+    def _with_frame(self, frame: pd.DataFrame) -> ResultFrame | None:
+        """A result of this kind over ``frame`` (some of this result's rows), or None when
+        this kind cannot be rebuilt from its rows alone (then selections are DataFrames)."""
+        return None
+
+    @classmethod
+    def _rebuildable(cls) -> bool:
+        return cls._with_frame is not ResultFrame._with_frame
+
+    def _wrap(self, value: Any) -> Any:
+        if isinstance(value, pd.DataFrame) and value.columns.equals(self.frame.columns):
+            out = self._with_frame(value)
+            if out is not None:
+                return out
+        return value
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(dir(self.frame)))
@@ -74,6 +115,20 @@ class ResultFrame:
 
         html = frame_html(self.frame, media=dict(self.media))
         return {"text/plain": repr(self), "text/html": f"<p>{self.summary()}</p>{html}"}
+
+
+class _Indexer:
+    """Wraps ``.loc`` / ``.iloc`` so that row selections keep the result's kind."""
+
+    def __init__(self, owner: ResultFrame, indexer: Any) -> None:
+        self._owner = owner
+        self._indexer = indexer
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._owner._wrap(self._indexer[key])
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._indexer[key] = value
 
 
 def error_columns(frame: pd.DataFrame) -> pd.DataFrame:

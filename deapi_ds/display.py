@@ -476,13 +476,16 @@ def video_html(
     path: str | os.PathLike[str] | None = None,
     max_bytes: int = 5_000_000,
     width: int = 320,
+    height: int | None = None,
 ) -> str:
     """A ``<video controls>`` player with the video embedded, or a link to the saved file.
 
     Small videos (up to ``max_bytes``) are embedded as a ``data:`` URI so the notebook keeps
     them after export. Larger ones are linked to ``path`` (relative to the working directory
     when possible, so the link works from a notebook next to the file). With only ``path``
-    given, the file is read and embedded if it is small enough.
+    given, the file is read and embedded if it is small enough. The player is ``width`` px
+    wide and at most ``height`` px tall (default: 3/2 of the width), so a portrait video is
+    letterboxed instead of filling the screen.
 
     >>> "<video controls" in video_html(b"\\x00\\x00\\x00\\x18ftypisom" + bytes(100))
     True
@@ -502,8 +505,12 @@ def video_html(
     if raw is not None and len(raw) <= max_bytes:
         mime = guess_mime(raw, kind="video")
         b64 = base64.b64encode(raw).decode("ascii")
+        max_height = int(height) if height is not None else int(width) * 3 // 2
+        # A fixed width (no percentage): inside a table cell, ``max-width:100%`` lets the
+        # browser shrink the player to a sliver.
         return (
-            f'<video controls preload="metadata" style="max-width:100%" width="{int(width)}" '
+            f'<video controls preload="metadata" width="{int(width)}" '
+            f'style="width:{int(width)}px;max-height:{max_height}px;background:#000" '
             f'src="data:{_esc(mime)};base64,{b64}"></video>'
         )
     if path is not None:
@@ -807,13 +814,16 @@ def frame_html(
                 text = "" if _is_missing(value) and kind else _cell_text(value, max_chars)
                 full = str(value) if isinstance(value, str) and len(value) > max_chars else None
                 tip = f' title="{_esc(_truncate(full, 1000))}"' if full else ""
-                cells.append(f'<td style="{td}"{tip}>{_esc(text)}</td>')
+                dim = ";color:#aaa" if _is_missing(value) else ""  # NA columns stay quiet
+                cells.append(f'<td style="{td}{dim}"{tip}>{_esc(text)}</td>')
                 continue
             try:
                 if kind == "image":
                     cell = _img_tag(_read_if_path(value), thumb)
                 elif kind == "video" and isinstance(value, (str, os.PathLike)):
-                    cell = video_html(path=value, max_bytes=min(budget, 5_000_000))
+                    cell = video_html(
+                        path=value, max_bytes=min(budget, 5_000_000), width=240, height=180
+                    )
                     if "base64," in cell:
                         budget -= Path(value).stat().st_size
                 else:
@@ -828,7 +838,7 @@ def frame_html(
                         end = record[clip[1]] if clip else None
                         cell = audio_html(raw, start=start, end=end, max_bytes=budget)
                     else:
-                        cell = video_html(raw, max_bytes=budget, width=240)
+                        cell = video_html(raw, max_bytes=budget, width=240, height=180)
                     if "base64," in cell:
                         budget -= len(raw)
             except (InvalidParameterError, OSError, ValueError) as exc:

@@ -180,7 +180,9 @@ class ImageResult(ResultFrame):
     ``n_index``, ``image`` (PNG bytes, None when it failed), ``width``, ``height``, ``status``
     ("ok", "cached", "error", "empty"), ``error_type``, ``error``, ``cached``; edits add
     ``input`` (the input image(s)). ``.images`` gives PIL images, ``.grid()`` a thumbnail grid,
-    ``.plot()`` a matplotlib Figure, ``.save(folder)`` PNG files.
+    ``.plot()`` a matplotlib Figure, ``.save(folder)`` PNG files. Selecting rows keeps an
+    ImageResult: ``out[out.seed == 2].save("keep")``, ``out.loc[[0, 3]]``, ``out.head(4)``,
+    ``out.query("status == 'ok'")``; selecting columns gives a DataFrame.
 
     >>> out = deapi_ds.generate_images("a lighthouse", seeds=[1, 2], cache=None)  # doctest: +SKIP
     >>> out.save("pictures")["path"].tolist()                                      # doctest: +SKIP
@@ -188,6 +190,11 @@ class ImageResult(ResultFrame):
     """
 
     media = {"image": "image"}
+
+    def _with_frame(self, frame: pd.DataFrame) -> ImageResult:
+        # Row selections (out[out.seed == 2], out.loc[...], out.head(3), out.query(...)) stay
+        # ImageResults, so they can be shown as a grid and saved.
+        return ImageResult(frame, meta=self.meta)
 
     # access ------------------------------------------------------------------------------------
     @property
@@ -437,9 +444,15 @@ def _png_with_metadata(data: bytes, meta: Mapping[str, str]) -> bytes:
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    for key, value in meta.items():
-        info.add_text(key, value)  # iTXt (UTF-8) when the text is not Latin-1
     with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        # The server's own text chunks are kept (ours win on a clash); Pillow keeps the
+        # colour profile (im.info["icc_profile"]) by itself.
+        for key, value in getattr(im, "text", {}).items():
+            if key not in meta and isinstance(value, str):
+                info.add_text(key, value)
+        for key, value in meta.items():
+            info.add_text(key, value)  # iTXt (UTF-8) when the text is not Latin-1
         buf = io.BytesIO()
         im.save(buf, "PNG", pnginfo=info)
     return buf.getvalue()

@@ -18,6 +18,7 @@ works anywhere, and scripts do not accumulate open figures. matplotlib is import
 
 from __future__ import annotations
 
+import contextlib
 import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -48,10 +49,12 @@ Label = str | Callable[[Mapping[str, Any]], str] | None
 
 
 def _enable_notebook_display() -> None:
-    """Let IPython render a returned Figure as PNG even before ``%matplotlib inline`` ran.
+    """Let IPython render a returned Figure even before ``%matplotlib inline`` ran.
 
     Figures made without pyplot have no display formatter in a fresh kernel (they show as
-    ``<Figure size ...>``); this registers the same PNG formatter ``%matplotlib inline`` does.
+    ``<Figure size ...>``); this registers the formatters ``%matplotlib inline`` would, in the
+    formats the user configured (``%config InlineBackend.figure_formats``, PNG by default).
+    Formatters that are already registered are left alone.
     """
     try:
         from IPython import get_ipython
@@ -62,7 +65,22 @@ def _enable_notebook_display() -> None:
     if shell is None or getattr(shell, "_deapi_ds_figure_formats", False):
         return
     try:
-        select_figure_formats(shell, {"png"})
+        from matplotlib.figure import Figure
+
+        formatters = shell.display_formatter.formatters
+        for mime in ("image/png", "image/svg+xml", "image/jpeg", "application/pdf"):
+            with contextlib.suppress(KeyError):
+                formatters[mime].lookup_by_type(Figure)
+                shell._deapi_ds_figure_formats = True  # already set up: keep the user's choice
+                return
+        formats: Any = {"png"}
+        options: dict[str, Any] = {"bbox_inches": "tight"}
+        with contextlib.suppress(Exception):  # no matplotlib_inline, or not a real shell
+            from matplotlib_inline.config import InlineBackend
+
+            config = InlineBackend.instance(parent=shell)
+            formats, options = config.figure_formats, dict(config.print_figure_kwargs)
+        select_figure_formats(shell, formats, **options)
         shell._deapi_ds_figure_formats = True
     except Exception:  # noqa: BLE001 - display is a nicety, never a failure
         pass
@@ -103,12 +121,18 @@ def _count(n: int, noun: str) -> str:
 
 
 def _wrap(text: str, width: int, max_lines: int = 3) -> str:
-    lines: list[str] = []
-    for part in str(text).split("\n"):
-        lines.extend(textwrap.wrap(part, width=max(8, width)) or [""])
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        lines[-1] = lines[-1][: max(1, width - 1)] + "…"
+    """Wrap to ``width`` characters and at most ``max_lines`` lines. When the text is too
+    long, the first paragraph (e.g. a long prompt) is cut with "…" so that the last ones
+    (e.g. "seed 2 · model") still show."""
+    parts = [textwrap.wrap(p, width=max(8, width)) or [""] for p in str(text).split("\n")]
+    if sum(map(len, parts)) > max_lines:
+        head, tail = parts[0], [line for part in parts[1:] for line in part]
+        tail = tail[: max(0, max_lines - 1)]
+        head = head[: max_lines - len(tail)]
+        head[-1] = head[-1][: max(1, width - 1)] + "…"
+        lines = head + tail
+    else:
+        lines = [line for part in parts for line in part]
     return "\n".join(lines)
 
 
@@ -163,6 +187,12 @@ def _cell_state(record: Mapping[str, Any] | None, image: str, error: str | None)
         return f"failed: cannot decode image ({exc})"
 
 
+def _facets(data: pd.DataFrame, column: str) -> tuple[np.ndarray, list[Any]]:
+    """Each row's facet number and the facet values, in order of first appearance."""
+    c, uniques = pd.factorize(data[column], use_na_sentinel=False)
+    return c, list(uniques)
+
+
 def _layout(
     data: pd.DataFrame, row: str | None, col: str | None, col_wrap: int
 ) -> tuple[int, int, list[tuple[int, int, int | None]]]:
@@ -174,8 +204,7 @@ def _layout(
         return max(1, math.ceil(n / ncols)), ncols, cells
 
     def codes(column: str) -> tuple[np.ndarray, list[Any]]:
-        c, uniques = pd.factorize(data[column], use_na_sentinel=False)
-        return c, list(uniques)
+        return _facets(data, column)
 
     rc, rvals = codes(row) if row is not None else (np.zeros(n, dtype=np.intp), [None])
     cc, cvals = codes(col) if col is not None else (np.zeros(n, dtype=np.intp), [None])
@@ -205,6 +234,15 @@ def _layout(
     return len(rvals), 1, cells
 
 
+def _facet_value(name: str, value: Any) -> str:
+    """``"seed = 2"``; a missing value shows as NA and a blank string as ``''``."""
+    if _is_missing(value):
+        return f"{name} = NA"
+    if isinstance(value, str) and not value.strip():
+        return f"{name} = {value!r}"
+    return f"{name} = {value}"
+
+
 def _facet_title(
     record: Mapping[str, Any] | None, row: str | None, col: str | None, label: Label
 ) -> str:
@@ -212,7 +250,9 @@ def _facet_title(
         return ""
     if label is not None:
         return format_label(record, label)
-    parts = [f"{name} = {record[name]}" for name in (row, col) if name is not None]
+    if row is not None and col is not None:
+        return ""  # the grid's margins carry the facet values
+    parts = [_facet_value(name, record[name]) for name in (row, col) if name is not None]
     return " | ".join(parts)
 
 
@@ -228,7 +268,7 @@ def image_grid(
     label: Label = None,
     col_wrap: int = 4,
     ax: Axes | None = None,
-    height: float = 3.0,
+    height: float | None = None,
     error: str | None = "error",
 ) -> Figure | Axes:
     """Draw images in a grid, optionally faceted by columns (seaborn style).
@@ -238,11 +278,14 @@ def image_grid(
     columns to facet by (``row="prompt", col="seed"`` gives a prompt × seed grid, one image
     per cell); without them each row of ``data`` is a cell, ``col_wrap`` per line, and
     ``col`` alone wraps too. ``label`` captions each cell: a column name, a format string
-    like ``"{prompt} s={seed}"`` or a callable taking the row as a dict; by default faceted
-    cells are titled with their facet values. Rows whose ``error`` column is set, or whose
-    image is missing or unreadable, are drawn as grey placeholders with the error text.
+    like ``"{prompt} s={seed}"`` or a callable taking the row as a dict. By default faceted
+    cells are titled with their facet values; with both ``row`` and ``col`` the column values
+    head the top row and the row values label the left column (seaborn's margin titles).
+    Rows whose ``error`` column is set, or whose image is missing or unreadable, are drawn as
+    grey placeholders with the error text.
 
-    Images are drawn at full resolution, each cell ``height`` inches tall: save with
+    Images are drawn at full resolution, each cell ``height`` inches tall (by default 3, or
+    less so that the figure stays about 10 inches wide and readable in a notebook): save with
     ``fig.savefig("grid.png", dpi=200)``. With ``ax=`` the images are composed into a single
     montage drawn in that Axes, which is returned.
     """
@@ -250,7 +293,9 @@ def image_grid(
         raise InvalidParameterError(
             f"The 'col_wrap' parameter of image_grid() must be an int >= 1. Got {col_wrap!r}."
         )
-    if not (isinstance(height, (int, float)) and height > 0):
+    if height is not None and not (
+        isinstance(height, (int, float)) and not isinstance(height, bool) and height > 0
+    ):
         raise InvalidParameterError(
             f"The 'height' parameter of image_grid() must be a number of inches > 0. "
             f"Got {height!r}."
@@ -280,8 +325,19 @@ def image_grid(
     arrays = [s for s in states.values() if isinstance(s, np.ndarray)]
     aspects = [a.shape[1] / a.shape[0] for a in arrays if a.shape[0]]
     aspect = float(np.clip(np.median(aspects), 0.5, 2.0)) if aspects else 1.0
-    has_titles = any(titles.values())
-    fig = _new_figure(ncols * height * aspect, nrows * (height + (0.35 if has_titles else 0)))
+    margins = row is not None and col is not None
+    row_labels = col_labels = None
+    if margins:
+        row_labels = [_facet_value(row, v) for v in _facets(frame, row)[1]]
+        col_labels = [_facet_value(col, v) for v in _facets(frame, col)[1]]
+    if height is None:
+        # Fit about 10 inches (~1000 px), the width of a notebook's output area.
+        margin_width = 1.6 if margins else 0.0
+        height = float(np.clip((10.0 - margin_width) / (ncols * aspect), 1.0, 3.0))
+    title_rows = nrows if any(titles.values()) else (1 if margins else 0)
+    fig = _new_figure(
+        ncols * height * aspect + (1.6 if margins else 0.0), nrows * height + 0.35 * title_rows
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False)
     used = set()
     wrap_width = int(height * aspect * 12)
@@ -290,8 +346,26 @@ def image_grid(
         used.add((i, j))
         cell_ax.set_xticks([])
         cell_ax.set_yticks([])
+        cell_ax.set_anchor("N")  # images of mixed sizes hang from the same line, under titles
+        if margins:
+            if i == 0:
+                cell_ax.set_title(_wrap(col_labels[j], wrap_width, 2), fontsize=9)
+            if j == 0:
+                cell_ax.set_ylabel(
+                    _wrap(row_labels[i], 22, 4),
+                    fontsize=9,
+                    rotation=0,
+                    ha="right",
+                    va="center",
+                    labelpad=6,
+                )
         if pos is None:  # row x col combination with no data
-            cell_ax.set_axis_off()
+            if margins and (i == 0 or j == 0):
+                cell_ax.set_facecolor("none")  # blank, but keeps its margin title
+                for spine in cell_ax.spines.values():
+                    spine.set_visible(False)
+            else:
+                cell_ax.set_axis_off()
             continue
         state = states[pos]
         if isinstance(state, np.ndarray):
@@ -314,7 +388,10 @@ def image_grid(
         for spine in cell_ax.spines.values():
             spine.set_visible(False)
         if titles[pos]:
-            cell_ax.set_title(_wrap(titles[pos], wrap_width), fontsize=9)
+            title = _wrap(titles[pos], wrap_width)
+            if margins and i == 0:
+                title = f"{cell_ax.get_title()}\n{title}"
+            cell_ax.set_title(title, fontsize=9)
     for i in range(nrows):
         for j in range(ncols):
             if (i, j) not in used:
@@ -337,11 +414,17 @@ def _montage(
     tile = min(1024, max((max(a.shape[:2]) for a in arrays), default=256))
     gap = max(4, tile // 16)
     band = int(tile * 0.22) if any(titles.values()) else 0
-    # Characters that fit across one tile at 7 pt, from the Axes' width on its figure.
-    ax_inches = ax.get_position().width * ax.figure.get_figwidth()
-    chars = max(8, int(ax_inches / ncols * 72 / (7 * 0.6) * 0.9))
     step_y, step_x = tile + gap + band, tile + gap
     canvas = np.full((nrows * step_y + gap, ncols * step_x + gap, 3), 255, dtype=np.uint8)
+    # How big a canvas pixel is on the figure (in points), so that the 7 pt texts fit their
+    # tile: characters per line and lines per tile (or title band).
+    box = ax.get_position()
+    width_pt = box.width * ax.figure.get_figwidth() * 72
+    height_pt = box.height * ax.figure.get_figheight() * 72
+    pt = min(width_pt / canvas.shape[1], height_pt / canvas.shape[0])
+    chars = max(8, int(tile * pt / (7 * 0.6) * 0.9))
+    tile_lines = max(1, int(tile * pt / (7 * 1.25)) - 1)
+    band_lines = max(1, int(band * pt / (7 * 1.25)))
     grey = np.array([0xDD, 0xDD, 0xDD], dtype=np.uint8)
     texts = []
     for i, j, pos in cells:
@@ -367,12 +450,13 @@ def _montage(
                 (
                     x0 + tile / 2,
                     y0 + tile / 2,
-                    _wrap(str(state), max(8, chars - 6), 6),
+                    _wrap(str(state), max(8, chars - 2), min(6, tile_lines)),
                     _ERROR_COLOR,
                 )
             )
         if titles[pos]:
-            texts.append((x0 + tile / 2, y0 - band / 2, _wrap(titles[pos], chars, 2), "black"))
+            title = _wrap(titles[pos], chars, min(2, band_lines))
+            texts.append((x0 + tile / 2, y0 - band / 2, title, "black"))
     ax.imshow(canvas)
     for x, y, text, color in texts:
         ax.text(x, y, text, ha="center", va="center", fontsize=7, color=color)

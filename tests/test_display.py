@@ -246,6 +246,26 @@ def test_video_html_embeds_small_and_links_large(tmp_path, monkeypatch):
         video_html()
 
 
+def test_video_player_keeps_its_size_in_tables_and_letterboxes_portrait():
+    clip = b"\x00\x00\x00\x18ftypisom" + bytes(500)
+    (video,) = assert_static(video_html(clip)).all("video")
+    # no percentage width: in an auto-sized table cell that shrinks the player to a sliver
+    assert "max-width:100%" not in video["style"]
+    assert "width:320px" in video["style"] and "max-height:480px" in video["style"]
+    (video,) = assert_static(video_html(clip, width=200, height=120)).all("video")
+    assert "width:200px" in video["style"] and "max-height:120px" in video["style"]
+    table = frame_html(pd.DataFrame({"video": [clip]}))
+    (video,) = assert_static(table).all("video")
+    assert "width:240px" in video["style"] and "max-height:180px" in video["style"]
+
+
+def test_frame_html_dims_missing_values():
+    html = frame_html(pd.DataFrame({"status": ["ok"], "error": pd.array([None], dtype="string")}))
+    cells = re.findall(r"<td style=\"([^\"]*)\"[^>]*>([^<]*)</td>", html)
+    assert cells[0] == (cells[0][0], "ok") and "color:#aaa" not in cells[0][0]
+    assert cells[1][1] == "&lt;NA&gt;" and "color:#aaa" in cells[1][0]
+
+
 # --------------------------------------------------------------------------- image grids
 
 

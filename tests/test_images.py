@@ -338,6 +338,67 @@ def test_save_skips_failed_rows(emulator, tmp_path):
     assert os.listdir(tmp_path) == [f"{good}_flux1schnell_rnd.png"]
 
 
+def test_save_keeps_the_servers_metadata_and_colour_profile(tmp_path):
+    from PIL import ImageCms
+    from PIL.PngImagePlugin import PngInfo
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    info = PngInfo()
+    info.add_text("parameters", "steps=4")
+    info.add_text("prompt", "what the server says")
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(buf, "PNG", icc_profile=icc, pnginfo=info)
+    frame = pd.DataFrame(
+        {
+            "prompt": ["a teal square"],
+            "model": ["Flux1schnell"],
+            "size": ["64x64"],
+            "seed": pd.array([3], dtype="Int64"),
+            "n_index": pd.array([0], dtype="Int64"),
+            "image": [buf.getvalue()],
+            "status": ["ok"],
+        }
+    )
+    (path,) = ImageResult(frame).save(tmp_path)["path"]
+    with Image.open(path) as im:
+        assert im.info.get("icc_profile") == icc
+        assert im.text["parameters"] == "steps=4"
+        assert im.text["prompt"] == "a teal square"  # ours win
+        assert im.text["seed"] == "3"
+
+
+def test_row_selections_stay_image_results(emulator, tmp_path):
+    grid = generate_images(["a fox", "a bay"], seeds=[1, 2], steps=4, cache=None)
+    chosen = grid[grid.seed == 2]  # a boolean mask, like a DataFrame
+    assert isinstance(chosen, ImageResult) and len(chosen) == 2
+    assert chosen.meta == grid.meta and "ImageResult: 2 rows" in chosen.summary()
+    saved = chosen.save(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == [
+        "a-bay_flux1schnell_s2.png",
+        "a-fox_flux1schnell_s2.png",
+    ]
+    with Image.open(saved["path"].iloc[0]) as im:
+        assert im.text["seed"] == "2" and im.text["steps"] == "4"
+    # .loc / .iloc / row-wise methods keep the kind; the grid shows only the chosen rows
+    for subset in (
+        grid.loc[grid.seed == 2],
+        grid.loc[[1, 3]],
+        grid.iloc[[1, 3]],
+        grid.query("seed == 2"),
+        grid.sort_values("seed").tail(2),
+        grid[grid.ok & (grid.seed == 2).to_numpy()],
+    ):
+        assert isinstance(subset, ImageResult)
+        assert subset["seed"].tolist() == [2, 2]
+        assert subset.grid().count == 2
+    # columns and single values are what pandas gives
+    assert type(grid[["prompt", "seed"]]) is pd.DataFrame
+    assert type(grid["seed"]) is pd.Series and type(grid.loc[0]) is pd.Series
+    assert grid.loc[0, "prompt"] == "a fox"
+    grid.loc[0, "prompt"] = "renamed"  # writing through .loc still reaches the frame
+    assert grid.frame.loc[0, "prompt"] == "renamed"
+
+
 # --- cache ---------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -49,9 +50,19 @@ def test_image_grid_row_col_facets(grid_frame):
     assert plt.get_fignums() == before  # not registered with pyplot: no double display
     assert len(fig.axes) == 6
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0] == "prompt = a red fox | seed = 1"
+    # margin titles (seaborn style): column values over the top row, row values on the left,
+    # instead of "prompt = ... | seed = 1" repeated (and cut off) over every cell
+    assert titles == ["seed = 1", "seed = 2", "seed = 3", "", "", ""]
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "prompt = a red fox",
+        "",
+        "",
+        "prompt = a blue whale",
+        "",
+        "",
+    ]
     failed = fig.axes[4]
-    assert not failed.images and "429: rate limit exceeded <b>" in texts(failed)
+    assert not failed.images and "429: rate limit exceeded <b>" in " ".join(texts(failed).split())
     assert to_hex(failed.get_facecolor()) == "#dddddd"
     ok = fig.axes[0]
     assert ok.images[0].get_array().shape == (64, 96, 3)  # full resolution
@@ -204,3 +215,99 @@ def test_duration_plot():
         duration_plot(files, language="lang")
     with pytest.raises(InvalidParameterError, match="Column 'seconds' not found"):
         duration_plot(files, duration="seconds")
+
+
+class _Shell:
+    """Enough of an IPython shell for the figure formatters."""
+
+    def __init__(self):
+        import matplotlib
+        from IPython.core.formatters import DisplayFormatter
+
+        matplotlib.get_backend()  # resolved outside the fake shell (no event hooks here)
+        self.display_formatter = DisplayFormatter()
+
+
+def _figure_formatter(shell, mime):
+    try:
+        return shell.display_formatter.formatters[mime].lookup_by_type(Figure)
+    except KeyError:
+        return None
+
+
+def test_returned_figure_displays_in_a_fresh_kernel(monkeypatch):
+    import IPython
+
+    shell = _Shell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    assert _figure_formatter(shell, "image/png") is None  # a fresh kernel: <Figure size ...>
+    fig = image_grid([png(32, 32)])
+    data = shell.display_formatter.formatters["image/png"](fig)
+    raw = base64.b64decode(data) if isinstance(data, str) else data  # IPython 8 sends base64
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_display_keeps_the_users_format(monkeypatch):
+    import IPython
+    from IPython.core.pylabtools import select_figure_formats
+
+    shell = _Shell()
+    select_figure_formats(shell, {"svg"})  # %config InlineBackend.figure_formats = ["svg"]
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    image_grid([png(32, 32)])
+    assert _figure_formatter(shell, "image/svg+xml") is not None
+    assert _figure_formatter(shell, "image/png") is None  # not switched to PNG behind its back
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # matplotlib_inline's traitlets API
+def test_figure_display_follows_the_inline_backend_configuration(monkeypatch):
+    import IPython
+
+    inline = pytest.importorskip("matplotlib_inline.config")
+    config = inline.InlineBackend.instance()
+    monkeypatch.setattr(config, "figure_formats", {"svg"})  # %config InlineBackend.figure_...
+    shell = _Shell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    image_grid([png(32, 32)])  # before any %matplotlib inline or pyplot figure
+    assert _figure_formatter(shell, "image/svg+xml") is not None
+    assert _figure_formatter(shell, "image/png") is None
+
+
+def test_long_captions_keep_their_last_line():
+    df = pd.DataFrame(
+        {
+            "image": [png(64, 64)],
+            "caption": ["a very long prompt " * 10 + "\nseed 7 · Flux1schnell"],
+        }
+    )
+    title = image_grid(df, label="caption", height=2.0).axes[0].get_title()
+    assert title.count("\n") <= 2 and "…" in title
+    assert title.endswith("seed 7 · Flux1schnell")  # the prompt is cut, not the seed line
+
+
+def test_image_grid_fits_a_notebook_and_keeps_explicit_height():
+    wide = pd.DataFrame({"image": [png(300, 100)] * 8})
+    fig = image_grid(wide)  # 4 columns of 3:1 images: 24 inches wide at height=3
+    assert fig.get_figwidth() <= 10.5
+    assert image_grid(wide, height=2.0).get_figwidth() == pytest.approx(4 * 2.0 * 2.0)
+
+
+def test_montage_texts_fit_their_tiles():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure as Fig
+
+    df = pd.DataFrame(
+        {
+            "image": [None] * 12,
+            "error": ["500 ServerError from POST /v1/images/generations: injected " * 3] * 12,
+        }
+    )
+    fig = Fig(figsize=(8, 2.5))  # wide and short: the height limits the tiles
+    ax = fig.subplots()
+    image_grid(df, ax=ax, col_wrap=4)
+    fig.canvas.draw()
+    tile_px = ax.get_window_extent().height / 3 * 0.9  # 3 rows of tiles (minus gaps)
+    for text in ax.texts:
+        assert text.get_window_extent().height <= tile_px
