@@ -17,14 +17,15 @@ count, index or dimension mismatch makes that batch's rows errors, never a shift
 
 Token counts are estimated conservatively without a tokenizer: ``ceil(utf8_bytes / 3) + words``
 (at least the real BGE-M3 count for ordinary text). When the server still rejects a request as too
-large, the batch is split in half and retried, never dropped.
+large, the batch is split in half and retried, never dropped; a single text it refuses follows
+``on_long`` (truncated further, or split into pieces that are averaged; 'error' makes it an error
+row).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -69,7 +70,9 @@ def estimate_tokens(text: str) -> int:
 
 def _truncate(text: str, max_tokens: int) -> str:
     """The longest prefix whose estimate fits ``max_tokens`` (cut at a word boundary if possible)."""
-    lo, hi = 0, len(text)
+    # every character is at least one UTF-8 byte, so a prefix longer than 3 * max_tokens
+    # characters is over the limit: the search never looks further (long texts stay cheap)
+    lo, hi = 0, min(len(text), 3 * max_tokens)
     while lo < hi:  # binary search on characters
         mid = (lo + hi + 1) // 2
         if estimate_tokens(text[:mid]) <= max_tokens:
@@ -84,35 +87,67 @@ def _truncate(text: str, max_tokens: int) -> str:
 
 
 def _split_pieces(text: str, max_tokens: int) -> list[str]:
+    """Consecutive pieces of ``text``, each within ``max_tokens`` (whitespace between pieces is
+    dropped). Linear in the text's length: each piece is looked for in a bounded window."""
     pieces = []
-    rest = text
-    while rest:
-        if estimate_tokens(rest) <= max_tokens:
-            pieces.append(rest)
+    start, n = 0, len(text)
+    span = 3 * max(1, max_tokens)  # no piece is longer (see _truncate)
+    while start < n:
+        window = text[start : start + span + 1]
+        if start + len(window) >= n and estimate_tokens(window) <= max_tokens:
+            pieces.append(window)
             break
-        piece = _truncate(rest, max_tokens)
-        if not piece:
-            piece = rest[: max(1, max_tokens)]
+        piece = _truncate(window, max_tokens) or window[: max(1, max_tokens)]
         pieces.append(piece)
-        rest = rest[len(piece) :].lstrip()
+        start += len(piece)
+        while start < n and text[start].isspace():
+            start += 1
     return pieces
 
 
 # --- input handling --------------------------------------------------------------------------
 
 
+# row kinds (before any request): what classification decided for each row
+_OK, _TRUNCATED, _CHUNKED, _EMPTY, _ERROR = 0, 1, 2, 3, 4
+
+
 @dataclasses.dataclass
 class _Plan:
     n: int
-    status: np.ndarray  # object array of status strings
-    error_type: np.ndarray
+    kind: np.ndarray  # int8 per row: _OK, _TRUNCATED, _CHUNKED, _EMPTY, _ERROR
+    error_type: np.ndarray  # object per row (None when no error)
     error: np.ndarray
-    row_units: list[list[int] | None]  # per row: unit ids (pieces); None = no request
-    row_weights: list[list[float] | None]
+    row_unit: np.ndarray  # int64 per row: its unit id; -1 = no request or chunked
+    chunks: dict[int, tuple[list[int], list[float]]]  # chunked row -> (unit ids, weights)
     units: list[str]  # unique texts to embed
     unit_tokens: np.ndarray
-    truncated: int = 0
-    chunked: int = 0
+
+    @property
+    def truncated(self) -> int:
+        return int(np.count_nonzero(self.kind == _TRUNCATED))
+
+    @property
+    def chunked(self) -> int:
+        return len(self.chunks)
+
+    def rows_per_unit(self) -> np.ndarray:
+        """How many rows each unit stands for (a chunked row is shared among its pieces)."""
+        simple = self.row_unit[self.row_unit >= 0]
+        out = np.bincount(simple, minlength=len(self.units)).astype(np.float64)
+        for ids, _ in self.chunks.values():
+            for u in ids:
+                out[u] += 1.0 / len(ids)
+        return out
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # arrays, lists: not a missing scalar
+        return False
 
 
 def _classify(
@@ -123,34 +158,88 @@ def _classify(
     on_long: str,
     max_input_tokens: int | None,
 ) -> _Plan:
+    """Decide, for every row, what is sent: one unit, several (chunked) or none.
+
+    Identical strings are classified once (``pd.factorize``), and the token estimate is made
+    once per distinct text, so a column of 2 million short rows costs one hash pass plus a
+    little work per distinct text.
+    """
     n = len(series)
-    status = np.full(n, "ok", dtype=object)
+    kind = np.zeros(n, dtype=np.int8)
     error_type = np.full(n, None, dtype=object)
     error = np.full(n, None, dtype=object)
-    row_units: list[list[int] | None] = [None] * n
-    row_weights: list[list[float] | None] = [None] * n
-    unit_index: dict[str, int] = {}
-    units: list[str] = []
-    truncated = chunked = 0
+    row_unit = np.full(n, -1, dtype=np.int64)
+    chunks: dict[int, tuple[list[int], list[float]]] = {}
     values = series.to_numpy(dtype=object, na_value=None)
     labels = series.index
-    empty_rows = []
+    units: list[str] = []
+    unit_tokens: list[int] = []
+    index: dict[str, int] | None = None  # text -> unit id, built only when needed
 
-    def unit(text: str) -> int:
-        uid = unit_index.get(text)
+    def unit(text: str, tokens: int | None = None) -> int:
+        nonlocal index
+        if index is None:
+            index = {t: i for i, t in enumerate(units)}
+        uid = index.get(text)
         if uid is None:
-            uid = unit_index[text] = len(units)
+            uid = index[text] = len(units)
             units.append(text)
+            unit_tokens.append(estimate_tokens(text) if tokens is None else tokens)
         return uid
 
-    for i, value in enumerate(values):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            status[i] = "empty"
-            empty_rows.append(i)
+    def too_long(i: int, tokens: int) -> None:
+        kind[i] = _ERROR
+        error_type[i] = "InputTooLong"
+        error[i] = (
+            f"row {labels[i]!r} has about {tokens} tokens, over the model's {max_input_tokens}; "
+            "use on_long='truncate' or 'chunk'"
+        )
+
+    def long_text(i: int, text: str, tokens: int) -> None:
+        """Row ``i`` holds ``text``, over the per-input limit: apply ``on_long``."""
+        assert max_input_tokens is not None
+        if on_long == "error":
+            too_long(i, tokens)
+        elif on_long == "truncate":
+            kind[i] = _TRUNCATED
+            row_unit[i] = unit(_truncate(text, max_input_tokens))
+        else:
+            pieces = _split_pieces(text, max_input_tokens)
+            kind[i] = _CHUNKED
+            chunks[i] = ([unit(p) for p in pieces], [float(len(p)) for p in pieces])
+
+    if isinstance(series.dtype, pd.StringDtype):
+        is_str = ~series.isna().to_numpy(dtype=bool)
+    else:
+        is_str = np.fromiter((type(v) is str for v in values), dtype=bool, count=n)
+    str_rows = np.flatnonzero(is_str)
+    if str_rows.size:
+        codes, uniques = pd.factorize(values[str_rows])
+        u_tokens = np.fromiter(
+            (0 if not t or t.isspace() else estimate_tokens(t) for t in uniques),
+            dtype=np.int64,
+            count=len(uniques),
+        )
+        limit = max_input_tokens if max_input_tokens is not None else np.iinfo(np.int64).max
+        fits = (u_tokens > 0) & (u_tokens <= limit)
+        # distinct texts that fit are units 0..k-1, in order of first appearance
+        u_unit = np.where(fits, np.cumsum(fits) - 1, -1)
+        units.extend(np.asarray(uniques, dtype=object)[fits].tolist())
+        unit_tokens.extend(u_tokens[fits].tolist())
+        row_unit[str_rows] = u_unit[codes]
+        row_tokens = u_tokens[codes]
+        kind[str_rows[row_tokens == 0]] = _EMPTY
+        for pos in np.flatnonzero(row_tokens > limit):
+            i = int(str_rows[pos])
+            long_text(i, values[i], int(row_tokens[pos]))
+    for i in np.flatnonzero(~is_str).tolist():  # missing values and non-strings
+        value = values[i]
+        if _is_missing(value):
+            kind[i] = _EMPTY
             continue
-        if not isinstance(value, str):
+        if not isinstance(value, str):  # str subclasses (np.str_) are strings
             if not convert:
-                status[i] = "error"
+                kind[i] = _ERROR
                 error_type[i] = "TypeError"
                 error[i] = (
                     f"row {labels[i]!r} is of type {type(value).__name__}, not a string; pass "
@@ -158,41 +247,32 @@ def _classify(
                 )
                 continue
             value = str(value)
-        if not value.strip():
-            status[i] = "empty"
-            empty_rows.append(i)
+        if not value or value.isspace():
+            kind[i] = _EMPTY
             continue
-        if max_input_tokens is not None and estimate_tokens(value) > max_input_tokens:
-            if on_long == "error":
-                status[i] = "error"
-                error_type[i] = "InputTooLong"
-                error[i] = (
-                    f"row {labels[i]!r} has about {estimate_tokens(value)} tokens, over the model's "
-                    f"{max_input_tokens}; use on_long='truncate' or 'chunk'"
-                )
-                continue
-            if on_long == "truncate":
-                value = _truncate(value, max_input_tokens)
-                status[i] = "truncated"
-                truncated += 1
-            else:  # chunk
-                pieces = _split_pieces(value, max_input_tokens)
-                row_units[i] = [unit(p) for p in pieces]
-                row_weights[i] = [float(len(p)) for p in pieces]
-                chunked += 1
-                continue
-        row_units[i] = [unit(value)]
-        row_weights[i] = [1.0]
-    if empty_rows and on_empty == "raise":
-        shown = [labels[i] for i in empty_rows[:10]]
-        raise InvalidParameterError(
-            f"{len(empty_rows)} rows are empty or missing (labels {shown}"
-            f"{' ...' if len(empty_rows) > 10 else ''}). Drop them, or use on_empty='empty' to get "
-            "NaN vectors for them."
-        )
-    unit_tokens = np.fromiter((estimate_tokens(u) for u in units), dtype=np.int64, count=len(units))
+        tokens = estimate_tokens(value)
+        if max_input_tokens is not None and tokens > max_input_tokens:
+            long_text(i, value, tokens)
+        else:
+            row_unit[i] = unit(value, tokens)
+    if on_empty == "raise":
+        empty_rows = np.flatnonzero(kind == _EMPTY)
+        if empty_rows.size:
+            shown = [labels[i] for i in empty_rows[:10]]
+            raise InvalidParameterError(
+                f"{empty_rows.size} rows are empty or missing (labels {shown}"
+                f"{' ...' if empty_rows.size > 10 else ''}). Drop them, or use on_empty='empty' "
+                "to get NaN vectors for them."
+            )
     return _Plan(
-        n, status, error_type, error, row_units, row_weights, units, unit_tokens, truncated, chunked
+        n,
+        kind,
+        error_type,
+        error,
+        row_unit,
+        chunks,
+        units,
+        np.asarray(unit_tokens, dtype=np.int64),
     )
 
 
@@ -399,19 +479,19 @@ async def aembed(
         cached_found.append((ids, vecs))
 
     missing = np.flatnonzero(~have)
-    max_tokens_per_request = max_total_tokens
-    batches = _pack(missing.tolist(), plan.unit_tokens, max_inputs, max_tokens_per_request)
+    batches = _pack(missing.tolist(), plan.unit_tokens, max_inputs, max_total_tokens)
     rpm = settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier)
+    tokens_to_send = int(plan.unit_tokens[missing].sum()) if len(missing) else 0
     est = Estimate(
         rows=plan.n,
         unique=n_units,
         cached=int(have.sum()),
-        empty=int((plan.status == "empty").sum()),
-        errors=int((plan.status == "error").sum()),
+        empty=int(np.count_nonzero(plan.kind == _EMPTY)),
+        errors=int(np.count_nonzero(plan.kind == _ERROR)),
         requests=len(batches),
-        tokens=int(plan.unit_tokens[missing].sum()) if len(missing) else 0,
+        tokens=tokens_to_send,
         cost_usd=(
-            float(plan.unit_tokens[missing].sum()) / 1000 * mp.price_per_1k_tokens
+            tokens_to_send / 1000 * mp.price_per_1k_tokens
             if mp and mp.price_per_1k_tokens
             else None
         ),
@@ -425,12 +505,13 @@ async def aembed(
     if show and (est.requests > 20 or (rpm and est.requests > rpm)):
         print(f"deapi_ds.embed: {est}", file=sys.stderr)
 
-    # vectors per unit, filled from cache then from responses
+    # Vectors per unit, filled from the cache then from responses. One extra last row stays
+    # NaN: rows without a vector point at it (row_unit -1), so assembly is one np.take.
     def ensure(d: int) -> np.ndarray:
         nonlocal unit_vecs, dim
         if unit_vecs is None:
             dim = d
-            unit_vecs = np.full((n_units, d), np.nan, dtype=np.float32)
+            unit_vecs = np.full((n_units + 1, d), np.nan, dtype=np.float32)
         elif unit_vecs.shape[1] != d:
             raise ResponseValidationError(
                 f"The server returned {d}-dimensional vectors but earlier ones have "
@@ -442,98 +523,115 @@ async def aembed(
         ensure(vecs.shape[1])[ids] = vecs
     cached_found.clear()
 
-    unit_status = np.where(have, "cached", "pending").astype(object)
+    unit_status = np.where(have, _U_CACHED, _U_PENDING).astype(np.int8)
     unit_error: dict[int, tuple[str, str]] = {}
+    server_chunked: set[int] = set()
     usage = {"requests": 0, "prompt_tokens": 0, "total_tokens": 0, "retries": 0, "split": 0}
     from .display import progress as make_progress
 
     bar = make_progress(plan.n, desc=f"embed {model}", unit="row", disable=not show)
     # each row counts 1 on the bar, shared among its units (chunked rows have several)
-    rows_per_unit = np.zeros(n_units, dtype=np.float64)
-    for units in plan.row_units:
-        if units:
-            for u in units:
-                rows_per_unit[u] += 1.0 / len(units)
+    rows_per_unit = plan.rows_per_unit()
+    bar.set_cached(round(float(rows_per_unit[have].sum())))
+    no_request = int(np.count_nonzero((plan.kind == _EMPTY) | (plan.kind == _ERROR)))
+    if no_request:  # empty rows and rows refused before sending are done at once
+        bar.update(no_request, failed=est.errors)
     shown = {"done": 0.0, "reported": 0}
-    bar.set_cached(max(0, round(plan.n - rows_per_unit[missing].sum())))
     previous_wait = aclient.engine.on_wait
     aclient.engine.on_wait = bar.waiting
 
-    async def send(
-        batch: list[int], depth: int = 0
-    ) -> list[tuple[list[int], np.ndarray | BaseException]]:
-        texts = [plan.units[u] for u in batch]
+    def too_big(exc: APIStatusError) -> bool:
+        return isinstance(exc, PayloadTooLargeError) or (
+            getattr(exc, "status_code", None) in (400, 422)
+            and any(w in str(exc.message).lower() for w in _SIZE_WORDS)
+        )
 
-        async def request() -> Any:
-            out = await aclient.embeddings(
-                texts, model=model, encoding_format=encoding_format, dimensions=dimensions
+    async def request(texts: list[str]) -> Any:
+        out = await aclient.embeddings(
+            texts, model=model, encoding_format=encoding_format, dimensions=dimensions
+        )
+        expected = dim if dim else (unit_vecs.shape[1] if unit_vecs is not None else None)
+        if expected and out.matrix.shape[1] != expected:
+            raise ResponseValidationError(
+                f"The server returned {out.matrix.shape[1]}-dimensional vectors; {model} "
+                f"vectors have {expected} dimensions.",
+                endpoint="POST /v1/embeddings",
             )
-            expected = dim if dim else (unit_vecs.shape[1] if unit_vecs is not None else None)
-            if expected and out.matrix.shape[1] != expected:
-                raise ResponseValidationError(
-                    f"The server returned {out.matrix.shape[1]}-dimensional vectors; {model} "
-                    f"vectors have {expected} dimensions.",
-                    endpoint="POST /v1/embeddings",
-                )
-            return out
-
-        try:
-            try:
-                out = await request()
-            except ResponseValidationError:
-                usage["retries"] += 1
-                out = await request()
-        except FATAL_ERRORS:
-            raise
-        except APIStatusError as exc:
-            too_big = isinstance(exc, PayloadTooLargeError) or (
-                getattr(exc, "status_code", None) in (400, 422)
-                and any(w in str(exc.message).lower() for w in _SIZE_WORDS)
-            )
-            if too_big and len(batch) > 1 and not exc.retryable:
-                usage["split"] += 1
-                half = len(batch) // 2
-                return await send(batch[:half], depth + 1) + await send(batch[half:], depth + 1)
-            if too_big and len(batch) == 1 and on_long == "truncate" and depth < 8:
-                uid = batch[0]
-                shorter = _truncate(plan.units[uid], max(1, estimate_tokens(plan.units[uid]) // 2))
-                if shorter and shorter != plan.units[uid]:
-                    usage["split"] += 1
-                    try:
-                        again = await aclient.embeddings(
-                            [shorter],
-                            model=model,
-                            encoding_format=encoding_format,
-                            dimensions=dimensions,
-                        )
-                    except APIStatusError as exc2:
-                        return [(batch, exc2)]
-                    unit_status[uid] = "truncated"
-                    usage["requests"] += 1
-                    return [(batch, again.matrix)]
-            return [(batch, exc)]
-        except ResponseValidationError as exc:
-            return [(batch, exc)]
         usage["requests"] += 1
         usage["prompt_tokens"] += int(out.prompt_tokens or 0)
         usage["total_tokens"] += int(out.total_tokens or out.prompt_tokens or 0)
+        return out
+
+    async def shrink(text: str, exc: APIStatusError, depth: int = 0) -> np.ndarray:
+        """One text the server refused as too large: truncate it, or split it and average the
+        pieces (``on_long``), halving the estimate until the server accepts it."""
+        limit = max(1, estimate_tokens(text) // 2)
+        parts = [_truncate(text, limit)] if on_long == "truncate" else _split_pieces(text, limit)
+        if depth >= 8 or not parts or not parts[0] or parts == [text]:
+            raise exc
+        usage["split"] += 1
+        vecs = []
+        for part in parts:
+            try:
+                vecs.append((await request([part])).matrix[0])
+            except FATAL_ERRORS:
+                raise
+            except APIStatusError as again:
+                if not too_big(again):
+                    raise
+                vecs.append(await shrink(part, again, depth + 1))
+        if len(vecs) == 1:
+            return vecs[0]
+        return _combine(np.stack(vecs), [len(p) for p in parts])
+
+    async def send(batch: list[int]) -> list[tuple[list[int], np.ndarray | BaseException]]:
+        texts = [plan.units[u] for u in batch]
+        try:
+            try:
+                out = await request(texts)
+            except ResponseValidationError:
+                usage["retries"] += 1
+                out = await request(texts)
+        except FATAL_ERRORS:
+            raise
+        except APIStatusError as exc:
+            if too_big(exc) and len(batch) > 1 and not exc.retryable:
+                usage["split"] += 1
+                half = len(batch) // 2
+                return await send(batch[:half]) + await send(batch[half:])
+            if too_big(exc) and len(batch) == 1 and on_long != "error":
+                try:
+                    vec = await shrink(texts[0], exc)
+                except FATAL_ERRORS:
+                    raise
+                except (APIStatusError, ResponseValidationError) as failed:
+                    return [(batch, failed)]
+                if on_long == "truncate":
+                    unit_status[batch[0]] = _U_TRUNCATED
+                else:
+                    server_chunked.add(batch[0])
+                return [(batch, vec[None, :])]
+            return [(batch, exc)]
+        except ResponseValidationError as exc:
+            return [(batch, exc)]
         return [(batch, out.matrix)]
 
     def record(batch: list[int], parts: Any, error: BaseException | None) -> None:
         if error is not None:
             parts = [(batch, error)]
+        failed = 0.0
         for ids, outcome in parts:
             ids_arr = np.asarray(ids, dtype=np.int64)
             if isinstance(outcome, BaseException):
+                unit_status[ids_arr] = _U_ERROR
                 for u in ids:
-                    unit_status[u] = "error"
                     unit_error[u] = (type(outcome).__name__, str(outcome))
+                failed += float(rows_per_unit[ids_arr].sum())
             else:
                 vecs = np.ascontiguousarray(outcome, dtype=np.float32)
                 ensure(vecs.shape[1])[ids_arr] = vecs
-                for u in ids:
-                    if unit_status[u] == "pending":
-                        unit_status[u] = "ok"
+                pending = ids_arr[unit_status[ids_arr] == _U_PENDING]
+                unit_status[pending] = _U_OK
                 store.write(
                     TASK,
                     model,
@@ -550,79 +648,112 @@ async def aembed(
         step = round(shown["done"]) - shown["reported"]
         if step > 0:
             shown["reported"] += step
-            bar.update(step)
+            bar.update(step, failed=min(step, round(failed)))
 
     try:
         await map_batches(batches, send, on_done=record, limit=max(1, settings.max_concurrency) * 2)
+        if bar.n < plan.n:  # rounding of rows shared among chunk pieces
+            bar.update(plan.n - bar.n)
     finally:
         aclient.engine.on_wait = previous_wait
         bar.close()
 
-    # assemble rows
     if unit_vecs is None:
         ensure(dim or (mp.dimension if mp and mp.dimension else 0) or 0)
     assert unit_vecs is not None
-    d = unit_vecs.shape[1]
-    simple = all(u is None or len(u) == 1 for u in plan.row_units)
-    row_unit = np.array([u[0] if u else -1 for u in plan.row_units], dtype=np.int64)
-    if simple and n_units == plan.n and np.array_equal(row_unit, np.arange(plan.n)):
-        matrix = unit_vecs  # every row its own unit, in order: no copy
-    else:
-        matrix = np.full((plan.n, d), np.nan, dtype=np.float32)
-        has = row_unit >= 0
-        if simple:
-            matrix[has] = unit_vecs[row_unit[has]]
-        else:
-            for i, units in enumerate(plan.row_units):
-                if not units:
-                    continue
-                if len(units) == 1:
-                    matrix[i] = unit_vecs[units[0]]
-                else:
-                    w = np.asarray(plan.row_weights[i], dtype=np.float32)
-                    v = (unit_vecs[units] * w[:, None]).sum(axis=0) / w.sum()
-                    norm = np.linalg.norm(v)
-                    matrix[i] = v / norm if norm > 0 else v
-    status = plan.status.copy()
-    for i, units in enumerate(plan.row_units):
-        if not units:
-            continue
-        states = [unit_status[u] for u in units]
-        if "error" in states:
-            u = units[states.index("error")]
-            status[i] = "error"
-            plan.error_type[i], plan.error[i] = unit_error[u]
-            matrix[i] = np.nan
-        elif status[i] == "truncated" or "truncated" in states:
-            status[i] = "truncated"
-        elif all(s == "cached" for s in states):
-            status[i] = "cached"
-        else:
-            status[i] = "ok"
+    matrix, status = _assemble(plan, unit_vecs, unit_status, unit_error)
     frame = pd.DataFrame(
         {
             "status": pd.array(status, dtype=STATUS_DTYPE),
             "error_type": pd.array(plan.error_type, dtype=STATUS_DTYPE),
             "error": pd.array(plan.error, dtype=STATUS_DTYPE),
-            "tokens": pd.array(
-                [int(plan.unit_tokens[u].sum()) if u else pd.NA for u in plan.row_units],
-                dtype="Int64",
-            ),
+            "tokens": _row_tokens(plan),
         },
         index=series.index,
+    )
+    chunked_rows = plan.chunked + int(
+        np.count_nonzero(np.isin(plan.row_unit, list(server_chunked))) if server_chunked else 0
     )
     usage.update(
         rows=plan.n,
         unique=n_units,
-        cached_rows=int((status == "cached").sum()),
-        truncated_rows=int((status == "truncated").sum()),
-        chunked_rows=plan.chunked,
-        empty_rows=int((status == "empty").sum()),
-        error_rows=int((status == "error").sum()),
+        cached_rows=int(np.count_nonzero(status == "cached")),
+        truncated_rows=int(np.count_nonzero(status == "truncated")),
+        chunked_rows=chunked_rows,
+        empty_rows=int(np.count_nonzero(status == "empty")),
+        error_rows=int(np.count_nonzero(status == "error")),
         estimated_tokens=est.tokens,
         estimated_cost_usd=est.cost_usd,
     )
-    return EmbeddingResult(frame, np.ascontiguousarray(matrix), usage=usage, model=model)
+    return EmbeddingResult(frame, matrix, usage=usage, model=model)
+
+
+# unit outcomes (one per distinct text sent or looked up)
+_U_PENDING, _U_OK, _U_CACHED, _U_TRUNCATED, _U_ERROR = 0, 1, 2, 3, 4
+_STATUS_NAMES = np.array(["ok", "ok", "cached", "truncated", "error"], dtype=object)
+
+
+def _combine(vecs: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """The length-weighted mean of a chunked text's piece vectors, L2-normalised."""
+    w = np.asarray(weights, dtype=np.float32)
+    v = (vecs * w[:, None]).sum(axis=0) / w.sum()
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
+
+def _assemble(
+    plan: _Plan,
+    unit_vecs: np.ndarray,
+    unit_status: np.ndarray,
+    unit_error: Mapping[int, tuple[str, str]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' matrix and status from the units' vectors and outcomes (vectorised; loops only
+    over chunked and failed rows). ``unit_vecs`` has one extra NaN row, at index -1."""
+    n, n_units = plan.n, len(plan.units)
+    row_unit = plan.row_unit
+    if not plan.chunks and n_units == n and np.array_equal(row_unit, np.arange(n)):
+        matrix = unit_vecs[:n]  # every row its own unit, in order: no copy (C-contiguous)
+    else:
+        matrix = np.empty((n, unit_vecs.shape[1]), dtype=np.float32)
+        step = max(1, (1 << 26) // max(1, unit_vecs.shape[1]))  # bounded temporaries
+        for s in range(0, n, step):
+            np.take(
+                unit_vecs, row_unit[s : s + step], axis=0, out=matrix[s : s + step], mode="wrap"
+            )
+    status = np.full(n, "ok", dtype=object)
+    status[plan.kind == _EMPTY] = "empty"
+    status[plan.kind == _ERROR] = "error"
+    simple = np.flatnonzero(row_unit >= 0)
+    st = unit_status[row_unit[simple]]
+    status[simple] = _STATUS_NAMES[st]
+    status[simple[(plan.kind[simple] == _TRUNCATED) & (st != _U_ERROR)]] = "truncated"
+    for i in simple[st == _U_ERROR]:
+        plan.error_type[i], plan.error[i] = unit_error[int(row_unit[i])]
+    for i, (ids, weights) in plan.chunks.items():
+        states = unit_status[ids]
+        bad = np.flatnonzero(states == _U_ERROR)
+        if bad.size:
+            status[i] = "error"
+            plan.error_type[i], plan.error[i] = unit_error[ids[int(bad[0])]]
+            matrix[i] = np.nan
+            continue
+        matrix[i] = _combine(unit_vecs[ids], weights)
+        if (states == _U_TRUNCATED).any():
+            status[i] = "truncated"
+        elif (states == _U_CACHED).all():
+            status[i] = "cached"
+    return matrix, status
+
+
+def _row_tokens(plan: _Plan) -> pd.arrays.IntegerArray:
+    """Estimated tokens per row (missing for rows without a request)."""
+    tokens = np.zeros(plan.n, dtype=np.int64)
+    has = plan.row_unit >= 0
+    tokens[has] = plan.unit_tokens[plan.row_unit[has]]
+    for i, (ids, _) in plan.chunks.items():
+        tokens[i] = int(plan.unit_tokens[ids].sum())
+        has[i] = True
+    return pd.arrays.IntegerArray(tokens, ~has)
 
 
 embed = syncify(aembed)
@@ -724,13 +855,26 @@ class EmbeddingTransformer:
             raise ResponseValidationError(
                 f"{int(failed.sum())} rows could not be embedded (first: {first})."
             )
+        self.dimension_ = res.dimension
         return np.nan_to_num(res.matrix, nan=0.0)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         return self.fit(X, y).transform(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        dim = getattr(self, "_dim", None) or 1024
+        """``embedding0`` ... one name per dimension: the dimension of the last
+        :meth:`transform`, or before any, the model's dimension from the provider profile."""
+        dim = getattr(self, "dimension_", None)
+        if dim is None:
+            from ._config import get_config
+
+            mp = get_profile(get_config()).model(self.model)
+            dim = mp.dimension if mp is not None else None
+        if not dim:
+            raise InvalidParameterError(
+                f"The dimension of {self.model!r} is not known before the first transform(); "
+                "call fit_transform (or transform) first."
+            )
         return np.array([f"embedding{i}" for i in range(dim)], dtype=object)
 
     def __repr__(self) -> str:

@@ -334,3 +334,147 @@ def test_any_openai_compatible_server_dimension_from_response(emulator):
         emulator.configure("embeddings", wrong_dimension=512)
         short = deapi_ds.embed(texts(2, prefix="new"), cache=None)
         assert short.matrix.shape == (2, 512) and (short.status == "ok").all()
+
+
+@pytest.fixture
+def text_bar(monkeypatch):
+    """Every progress bar of the test is a text bar written to the returned buffer."""
+    import io
+
+    import deapi_ds.display as display
+
+    buf = io.StringIO()
+    real = display.progress
+    monkeypatch.setattr(
+        display,
+        "progress",
+        lambda total, **kw: real(total, **{**kw, "disable": False, "file": buf}),
+    )
+    return buf
+
+
+def test_progress_counts_rows_cached_failed_and_rate_limit_waits(emulator, text_bar):
+    from deapi_ds.emulator import Fault
+
+    s = pd.Series(["a", None, "", 5, "a", "b"])
+    deapi_ds.embed(s)
+    out = text_bar.getvalue()
+    # empty and refused rows are counted as done, not as "cached"; the non-string is a failure
+    assert "cached" not in out and "1 failed" in out and "6/6" in out
+    text_bar.truncate(0)
+    text_bar.seek(0)
+    deapi_ds.embed(s)
+    out = text_bar.getvalue()
+    assert "3 cached" in out and "6/6" in out  # "a" twice and "b", shown at once
+    text_bar.truncate(0)
+    text_bar.seek(0)
+    emulator.configure("embeddings", script=[Fault(status=429, retry_after="0.3")])
+    deapi_ds.embed(["c", "d"])
+    assert "waiting on rate limit" in text_bar.getvalue()
+
+
+def test_server_rejects_one_text_as_too_long_policy_applies(emulator):
+    from deapi_ds.emulator import count_tokens
+
+    long = "alpha beta gamma delta " * 3000
+    assert count_tokens(long) > 8192  # the server refuses it; the client is told no limit
+    data = ["short a", long, "short b"]
+    res = deapi_ds.embed(data, on_long="chunk", max_input_tokens=10**9, cache=None)
+    assert list(res.status) == ["ok", "ok", "ok"]  # split into pieces and averaged, not an error
+    assert res.usage["chunked_rows"] == 1 and res.usage["split"] >= 2
+    assert res.usage["prompt_tokens"] == emulator.stats("embeddings")["tokens"]
+    assert float(res.matrix[1] @ embed_texts([long])[0]) > 0.9
+    emulator.reset_stats()
+    res = deapi_ds.embed(data, on_long="truncate", max_input_tokens=10**9, cache=None)
+    assert list(res.status) == ["ok", "truncated", "ok"] and res.usage["truncated_rows"] == 1
+    assert res.usage["prompt_tokens"] == emulator.stats("embeddings")["tokens"]
+    assert res.usage["requests"] == emulator.stats("embeddings")["ok"]
+    res = deapi_ds.embed(data, on_long="error", max_input_tokens=10**9, cache=None)
+    assert list(res.status) == ["ok", "error", "ok"]
+    assert "8192 tokens per input" in res.frame["error"].iloc[1]
+
+
+def test_transformer_feature_names_use_the_real_dimension(emulator):
+    t = deapi_ds.EmbeddingTransformer()
+    with deapi_ds.config_context(profile="openai-compatible"):
+        emulator.configure("embeddings", wrong_dimension=384)
+        X = t.fit_transform(["a b", "c d"])
+    assert X.shape == (2, 384)
+    names = t.get_feature_names_out()
+    assert len(names) == 384 and names[0] == "embedding0" and names[-1] == "embedding383"
+
+
+def test_classification_estimates_each_distinct_text_once(monkeypatch):
+    from deapi_ds import embeddings
+
+    calls = []
+    real = embeddings.estimate_tokens
+    monkeypatch.setattr(embeddings, "estimate_tokens", lambda t: calls.append(t) or real(t))
+    s = pd.Series([f"text {i % 50}" for i in range(20_000)] + [None, "  "], dtype="string")
+    plan = embeddings._classify(
+        s, on_empty="empty", convert=False, on_long="truncate", max_input_tokens=8192
+    )
+    assert len(plan.units) == 50 and len(calls) == 50
+    assert plan.row_unit[:100].tolist() == [i % 50 for i in range(100)]
+    assert plan.row_unit[-2:].tolist() == [-1, -1]
+
+
+def test_assembly_of_duplicated_rows_needs_no_second_matrix():
+    import tracemalloc
+
+    from deapi_ds import embeddings
+
+    n, unique, d = 50_000, 2_000, 256
+    s = pd.Series([f"t{i % unique}" for i in range(n)], dtype="string")
+    plan = embeddings._classify(
+        s, on_empty="empty", convert=False, on_long="truncate", max_input_tokens=None
+    )
+    unit_vecs = np.random.default_rng(0).random((unique + 1, d), dtype=np.float32)
+    unit_vecs[-1] = np.nan
+    unit_status = np.full(unique, embeddings._U_OK, dtype=np.int8)
+    tracemalloc.start()
+    matrix, status = embeddings._assemble(plan, unit_vecs, unit_status, {})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert matrix.flags.c_contiguous and matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix[unique : unique + 5], unit_vecs[:5])
+    # the matrix (51 MB) and per-row bookkeeping, not a fancy-indexing temporary of its size
+    assert peak < matrix.nbytes * 1.25, peak / matrix.nbytes
+
+
+def test_dedupe_cache_and_chunk_together(emulator):
+    from deapi_ds.embeddings import _split_pieces
+
+    long = "alpha beta gamma delta epsilon zeta " * 20
+    pieces = _split_pieces(long, 50)
+    assert len(pieces) > 2
+    data = pd.Series([long, "x", long, pieces[1], "x", pieces[0]], index=list("abcdef"))
+    res = deapi_ds.embed(data, on_long="chunk", max_input_tokens=50)
+    # the two long rows share their pieces; the rows equal to a piece are not sent again
+    assert emulator.stats("embeddings")["inputs"] == len(set(pieces)) + 1
+    assert list(res.status) == ["ok"] * 6 and res.usage["chunked_rows"] == 2
+    np.testing.assert_array_equal(res.matrix[0], res.matrix[2])
+    np.testing.assert_allclose(res.matrix[3], embed_texts([pieces[1]])[0], rtol=1e-6)
+    emulator.reset_stats()
+    again = deapi_ds.embed(data, on_long="chunk", max_input_tokens=50)
+    assert emulator.stats("embeddings")["requests"] == 0
+    assert list(again.status) == ["cached"] * 6
+    np.testing.assert_array_equal(again.matrix, res.matrix)
+    # a new row sharing only some pieces sends only the missing ones
+    emulator.reset_stats()
+    more = deapi_ds.embed([long + " omega"], on_long="chunk", max_input_tokens=50)
+    assert more.status.iloc[0] == "ok"
+    assert emulator.stats("embeddings")["inputs"] < len(pieces)
+
+
+def test_splitting_a_long_text_is_linear(monkeypatch):
+    from deapi_ds import embeddings
+
+    text = "lorem ipsum dolor sit amet, consectetur adipiscing elit " * 20_000  # 1.1 MB
+    seen = []
+    real = embeddings.estimate_tokens
+    monkeypatch.setattr(embeddings, "estimate_tokens", lambda t: seen.append(len(t)) or real(t))
+    pieces = embeddings._split_pieces(text, 8192)
+    assert all(real(p) <= 8192 for p in pieces)
+    assert " ".join(pieces).strip() == text.strip()  # whole words, nothing lost
+    assert sum(seen) < 40 * len(text)  # was ~700x: every piece searched the whole rest
