@@ -50,6 +50,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "Chunk",
+    "clip_audio",
     "MediaError",
     "MediaInfo",
     "extract_audio",
@@ -532,6 +533,49 @@ def extract_audio(
     return _encode(pcm, rate, key, bitrate)
 
 
+def clip_audio(
+    data: MediaInput,
+    spans: Sequence[tuple[float, float]],
+    *,
+    fmt: str = "mp3",
+    bitrate: int = 32_000,
+    sample_rate: int = _ANALYSIS_RATE,
+    name: str | None = None,
+) -> list[bytes]:
+    """Encode the ``[start, end)`` windows of one file as small clips, decoding it only once.
+
+    For a table of segments that play their own audio: each clip is mono ``sample_rate`` audio
+    at ``bitrate`` (a 5 s speech clip in mp3 is about 20 KB), so a page of segments stays
+    small. Only the part of the file from the first start to the last end is decoded. A window
+    beyond the end of the audio gives ``b""``.
+
+    >>> import io, numpy as np, soundfile as sf
+    >>> buf = io.BytesIO()
+    >>> sf.write(buf, np.zeros(48_000, dtype="float32"), 16_000, format="WAV")
+    >>> clips = clip_audio(buf.getvalue(), [(0.0, 1.0), (2.0, 3.0), (5.0, 6.0)])
+    >>> [round(probe(c, name="c.mp3").duration, 2) for c in clips[:2]], clips[2]
+    ([1.0, 1.0], b'')
+    """
+    key = _check_fmt(fmt)
+    display, _ = _describe(data, name)
+    if not isinstance(bitrate, int) or bitrate <= 0:
+        raise ValueError(f"bitrate must be a positive int (bit/s); got {bitrate!r}.")
+    windows = [(float(a), float(b)) for a, b in spans]
+    for a, b in windows:
+        _check_window(a, b)
+    if not windows:
+        return []
+    rate = _output_rate(key, sample_rate, sample_rate)
+    first, last = min(a for a, _ in windows), max(b for _, b in windows)
+    pcm, rate = _decode(data, display, rate=rate, mono=True, start=first or None, end=last)
+    base = round(first * rate)
+    clips = []
+    for a, b in windows:
+        piece = pcm[:, max(0, round(a * rate) - base) : max(0, round(b * rate) - base)]
+        clips.append(_encode(piece, rate, key, bitrate) if piece.shape[1] else b"")
+    return clips
+
+
 # --------------------------------------------------------------------------------------------
 # silences
 
@@ -741,6 +785,7 @@ def prepare_upload(
     fmt: str = "mp3",
     bitrate: int = 64_000,
     sample_rate: int = _ANALYSIS_RATE,
+    info: MediaInfo | None = None,
 ) -> list[Chunk]:
     """Turn one file into the chunk(s) to upload for transcription.
 
@@ -755,13 +800,17 @@ def prepare_upload(
        original file, so timestamps stay exact.
 
     Returns chunks in order; ``Chunk.filename(stem)`` gives an upload name. Raises
-    :class:`MediaError` for files that are not usable audio.
+    :class:`MediaError` for files that are not usable audio. Pass ``info`` (what :func:`probe`
+    returned for these bytes) when you already probed the file, so it is not probed again.
     """
     display, ext = _describe(data, name)
     key = _check_fmt(fmt)
     if not isinstance(max_bytes, int) or max_bytes <= 0:
         raise ValueError(f"max_bytes must be a positive int; got {max_bytes!r}.")
-    info = probe(data, name=display)
+    if info is None:
+        info = probe(data, name=display)
+    elif not isinstance(info, MediaInfo):
+        raise TypeError(f"info must be a MediaInfo from probe(); got {type(info).__name__}.")
     duration = float(info.duration or 0.0)
     original = _read_bytes(data)
     current, current_fmt = original, ext.lstrip(".") or info.container

@@ -26,7 +26,8 @@ How a call works:
 Files whose extension is not an accepted audio/video extension are not listed by
 :func:`transcribe_folder` (their count is ``result.meta["ignored"]``); hidden files and folders
 are skipped; symbolic links are followed, but each real folder is walked once, so link loops
-cannot hang the walk.
+cannot hang the walk. A folder that cannot be listed (no permission) is named in a warning and
+in ``result.meta["unlisted"]``.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class _Item:
     retryable: bool | None = None
     record: dict[str, Any] | None = None
     chunks: int | None = None
+    info: _media.MediaInfo | None = None  # the probe's result, reused by prepare_upload
 
     def fail(
         self, exc: BaseException | str, *, error_type: str | None = None, retryable: bool = False
@@ -210,6 +212,12 @@ class _Item:
             self.error_type = error_type or "Error"
             self.error = exc
             self.retryable = retryable
+
+    def fail_read(self, exc: OSError) -> None:
+        """The file cannot be read (missing, deleted since listed, no permission, a folder)."""
+        self.fail(exc, error_type=type(exc).__name__)
+        self.error = f"{self.file}: cannot read the file ({exc.strerror or exc})."
+        self.retryable = False
 
 
 def _message(exc: BaseException) -> str:
@@ -328,21 +336,24 @@ def _walk(
     recursive: bool,
     extensions: frozenset[str],
     include_hidden: bool,
+    unlisted: list[OSError] | None = None,
 ) -> tuple[list[tuple[str, str]], int]:
     """Sorted (relative posix path, full path) of the matching files, and the ignored count.
 
     Symbolic links are followed, but every real folder is visited once, so a link loop (or a
-    link back to a parent) cannot hang the walk.
+    link back to a parent) cannot hang the walk. Folders that cannot be listed (no permission)
+    are appended to ``unlisted``.
     """
     found: list[tuple[str, str]] = []
     ignored = 0
+    on_error = unlisted.append if unlisted is not None else None
     visited: set[tuple[int, int]] = set()
     try:
         st = os.stat(root)
         visited.add((st.st_dev, st.st_ino))
     except OSError:
         pass
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=on_error):
         keep = []
         for d in sorted(dirnames):
             if not include_hidden and d.startswith("."):
@@ -715,8 +726,7 @@ async def _run(
         try:
             data = read(item)
         except OSError as exc:
-            item.fail(exc, error_type=type(exc).__name__)
-            item.error = f"{item.file}: cannot read the file ({exc.strerror or exc})."
+            item.fail_read(exc)
             return
         item.size = len(data)
         if not data:
@@ -769,14 +779,14 @@ async def _run(
             info = _media.probe(data, name=lead.name or lead.file)
         except OSError as exc:
             for it in group:
-                it.fail(exc)
+                it.fail_read(exc)
             return
         except (_media.MediaError, ValueError) as exc:
             for it in group:
                 it.fail(exc, error_type="MediaError")
             return
         for it in group:
-            it.duration = info.duration
+            it.duration, it.info = info.duration, info
             if it.data is not None and it.path is None:  # bytes: give the upload an extension
                 ext = _CONTAINER_EXT.get(info.container, info.container)
                 if f".{ext}" in (_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS):
@@ -788,37 +798,31 @@ async def _run(
     from .display import progress as make_progress
 
     show = settings.progress if progress is None else bool(progress)
-    cached_seconds = sum(it.duration or 0.0 for it in items if it.status == "cached")
-    total_seconds = cached_seconds
-    bar = make_progress(
-        round(total_seconds, 1), desc=f"transcribe {model}", unit="s", disable=not show
+    cached_seconds = round(sum(it.duration or 0.0 for it in items if it.status == "cached"), 1)
+    bar = _AudioBar(
+        make_progress(cached_seconds, desc=f"transcribe {model}", unit="s", disable=not show),
+        cached_seconds,
     )
-    bar.set_cached(round(cached_seconds, 3))
     probed = {g[0].key: anyio.Event() for g in work}
 
     async def probe_all() -> None:
         async def probe_async(group: list[_Item]) -> None:
-            nonlocal total_seconds
             try:
                 await anyio.to_thread.run_sync(probe_one, group, limiter=probe_limit)
             finally:
                 if group[0].duration:
-                    total_seconds += group[0].duration
-                    bar.total = round(total_seconds, 3)
+                    bar.grow(group[0].key, group[0].duration)  # type: ignore[arg-type]
                 probed[group[0].key].set()
 
         async with anyio.create_task_group() as probe_tg:
             for group in work:
                 probe_tg.start_soon(probe_async, group)
 
-    counted: dict[str, float] = {}
     stats = {"requests": 0, "chunks_cached": 0}
     sem = anyio.Semaphore(opts["concurrency"])
     granularities = (["word", "segment"] if words_on else None) if fmt == "verbose_json" else None
 
-    def advance(key: str, seconds: float, failed: int = 0) -> None:
-        counted[key] = counted.get(key, 0.0) + seconds
-        bar.update(round(seconds, 3), failed=failed)
+    advance = bar.advance
 
     # Group commit: each finished file (or chunk) is written before write() returns, but the
     # rows that finish while a write is in progress go out together in the next file, so a
@@ -878,12 +882,21 @@ async def _run(
         await probed[key].wait()
         if lead.status == "error":  # not audio, corrupt, unreadable: recorded by the probe
             return None
-        data = await anyio.to_thread.run_sync(read, lead, limiter=io_limit)
+        try:
+            data = await anyio.to_thread.run_sync(read, lead, limiter=io_limit)
+        except OSError as exc:  # deleted or made unreadable since it was probed
+            for it in group:
+                it.fail_read(exc)
+            return None
         name = lead.name or lead.file
         try:
             chunks = await anyio.to_thread.run_sync(
                 functools.partial(
-                    _media.prepare_upload, data, name=name, max_bytes=opts["max_bytes"]
+                    _media.prepare_upload,
+                    data,
+                    name=name,
+                    max_bytes=opts["max_bytes"],
+                    info=lead.info,
                 ),
                 limiter=cpu_limit,
             )
@@ -892,7 +905,7 @@ async def _run(
         except ValueError as exc:
             raise _media.MediaError(
                 name,
-                f"cannot be split under the upload limit of {opts['max_bytes'] / 2**20:.2f} MB "
+                f"cannot be split under the upload limit of {opts['max_bytes'] / 2**20:.3g} MB "
                 f"({exc}); raise max_upload_mb",
             ) from exc
         del data
@@ -948,6 +961,10 @@ async def _run(
             )
             raise exc
         rec = _stitch([(c, results[c.index]) for c in chunks])
+        if fmt != "verbose_json":
+            # The chunks were asked for segments only to stitch them; give the format that was
+            # asked for, so a split file looks like the files sent whole (text, no segments).
+            rec.update(segments=[], words=[], response_format=fmt)
         rec["chunks"] = len(chunks)
         return rec
 
@@ -957,7 +974,7 @@ async def _run(
         lead = group[0]
         key = lead.key
         assert key is not None
-        remaining = max(0.0, (lead.duration or 0.0) - counted.get(key, 0.0))
+        remaining = bar.remaining(key)
         if error is not None:
             for it in group:
                 it.fail(
@@ -975,7 +992,7 @@ async def _run(
         advance(key, remaining)
 
     previous_wait = aclient.engine.on_wait
-    aclient.engine.on_wait = bar.waiting
+    aclient.engine.on_wait = bar.bar.waiting
     failure: list[BaseException] = []
 
     async def send_all(tg: Any) -> None:
@@ -991,7 +1008,7 @@ async def _run(
             await send_all(tg)
     finally:
         aclient.engine.on_wait = previous_wait
-        bar.close()
+        bar.bar.close()
     if failure:
         raise failure[0]
 
@@ -1006,6 +1023,48 @@ async def _run(
         cache=getattr(store, "location", None),
     )
     return _assemble(items, index, model=model, meta=meta, kept=kept)
+
+
+class _AudioBar:
+    """Audio seconds on a progress bar: each file counts at most its duration.
+
+    Chunks overlap, so their durations add up to more than the file's; rounding adds up too.
+    Both would push the bar past its total (tqdm then warns "clamping frac to range [0, 1]"), so
+    the seconds shown are capped per file and the total never drops below what is shown.
+    """
+
+    def __init__(self, bar: Any, cached: float) -> None:
+        self.bar = bar
+        self.limit: dict[str, float] = {}
+        self.counted: dict[str, float] = {}
+        self.total = cached  # exact sums; ``shown_*`` mirror what the bar holds
+        self.done = cached
+        self.shown_total = cached
+        self.shown_n = 0.0
+        if cached:
+            bar.set_cached(cached)  # n == total: 0.0 + cached
+            self.shown_n += cached
+
+    def grow(self, key: str, seconds: float) -> None:
+        self.limit[key] = seconds
+        self.total += seconds
+        self.shown_total = max(round(self.total, 3), self.shown_n)
+        self.bar.total = self.shown_total
+
+    def remaining(self, key: str) -> float:
+        return max(0.0, self.limit.get(key, 0.0) - self.counted.get(key, 0.0))
+
+    def advance(self, key: str, seconds: float, failed: int = 0) -> None:
+        seconds = min(max(seconds, 0.0), self.remaining(key))
+        self.counted[key] = self.counted.get(key, 0.0) + seconds
+        self.done += seconds
+        step = max(0.0, round(self.done, 3) - self.shown_n)
+        new_n = self.shown_n + step  # the same float sum tqdm does
+        if new_n > self.shown_total:
+            self.shown_total = new_n
+            self.bar.total = new_n
+        self.bar.update(step, failed=failed)
+        self.shown_n = new_n
 
 
 def _assemble(
@@ -1217,6 +1276,7 @@ async def atranscribe_folder(
     if not isinstance(pattern, str) or not pattern:
         raise InvalidParameterError(f"pattern must be a glob such as '*.mp3'. Got {pattern!r}.")
     exts = _check_extensions(extensions)
+    unlisted: list[OSError] = []
     found, ignored = await anyio.to_thread.run_sync(
         lambda: _walk(
             root,
@@ -1224,8 +1284,17 @@ async def atranscribe_folder(
             recursive=recursive,
             extensions=exts,
             include_hidden=include_hidden,
+            unlisted=unlisted,
         )
     )
+    if unlisted:
+        shown = "; ".join(f"{e.filename} ({e.strerror or e})" for e in unlisted[:5])
+        more = f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        warnings.warn(
+            f"deapi_ds: transcribe_folder() could not list {len(unlisted)} folder(s), so their "
+            f"files are not in the result: {shown}{more}. Check the folders' permissions.",
+            stacklevel=3,
+        )
     items = [
         _Item(pos, rel, path=full, name=os.path.basename(rel))
         for pos, (rel, full) in enumerate(found)
@@ -1235,7 +1304,8 @@ async def atranscribe_folder(
         language=language, response_format=response_format, word_timestamps=word_timestamps,
         max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
         concurrency=concurrency, keep_audio=keep_audio,
-        meta={"source": "folder", "root": root, "ignored": ignored},
+        meta={"source": "folder", "root": root, "ignored": ignored,
+              "unlisted": [str(e.filename) for e in unlisted]},
     )  # fmt: skip
 
 
@@ -1589,22 +1659,47 @@ class TranscriptionResult(ResultFrame):
     def view_segments(
         self, file: Any = None, *, max_rows: int = 50, max_bytes: int = 2_000_000
     ) -> Any:
-        """An HTML table of segments (of one file, or all) where each row plays its audio."""
+        """An HTML table of segments (of one file, or all) where each row plays its audio.
+
+        Each row embeds only its own segment (a small mono mp3 clip; each file is decoded once),
+        so a page of segments of a long file stays small.
+        """
         from html import escape
+
+        from .display import audio_html
 
         segs = self.segments if file is None else self.segments_of(file)
         segs = segs.iloc[:max_rows]
+        players: dict[Any, str] = {}
+        for fid, group in segs.groupby("file", sort=False):
+            timed = group[group["start"].notna() & group["end"].gt(group["start"]).fillna(False)]
+            try:
+                clips = _media.clip_audio(
+                    self.audio(fid),
+                    list(
+                        zip(timed["start"].astype(float), timed["end"].astype(float), strict=True)
+                    ),
+                    name=str(fid),
+                )
+            except (InvalidParameterError, ValueError, OSError) as exc:
+                note = f'<span style="color:#777;font-style:italic">{escape(str(exc))}</span>'
+                players.update(dict.fromkeys(group.index, note))
+                continue
+            for label, clip in zip(timed.index, clips, strict=True):
+                players[label] = audio_html(clip or None, max_bytes=max_bytes)
         style = "padding:3px 8px;border-bottom:1px solid #e3e3e3;vertical-align:top;text-align:left"
         head = "".join(
             f'<th style="{style}">{h}</th>'
             for h in ("file", "segment", "start", "end", "text", "audio")
         )
         body = []
-        for _, row in segs.iterrows():
-            try:
-                player = self._player(row, max_bytes)
-            except (InvalidParameterError, ValueError, OSError) as exc:
-                player = f'<span style="color:#777;font-style:italic">{escape(str(exc))}</span>'
+        for label, row in segs.iterrows():
+            player = players.get(label)
+            if player is None:  # no timestamps: the whole file, when it is small enough
+                try:
+                    player = self._player(row, max_bytes)
+                except (InvalidParameterError, ValueError, OSError) as exc:
+                    player = f'<span style="color:#777;font-style:italic">{escape(str(exc))}</span>'
             cells = [escape(str(row["file"])), escape(str(row["segment"])),
                      f"{row['start']:.2f}" if not pd.isna(row["start"]) else "",
                      f"{row['end']:.2f}" if not pd.isna(row["end"]) else "",

@@ -89,7 +89,16 @@ def test_token_packing():
 def test_estimate_is_conservative_vs_emulator():
     from deapi_ds.emulator import count_tokens
 
-    for text in ["hello world", "ünïcödé ✓ 🎉", "中文文本測試", "x" * 1000, texts(1, 200)[0]]:
+    for text in [
+        "hello world",
+        "ünïcödé ✓ 🎉",
+        "中文文本測試",
+        "x" * 1000,
+        texts(1, 200)[0],
+        "a,b,c",
+        "1.2.3.4.5;!?",
+        "(a)[b]{c}<d>",
+    ]:
         assert estimate_tokens(text) >= count_tokens(text)
 
 

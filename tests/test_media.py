@@ -467,6 +467,35 @@ def test_prepare_upload_renames_opus_and_converts_unknown_containers(files, clip
         prepare_upload(b"hello " * 100, name="fake.mp3", max_bytes=100)
 
 
+def test_prepare_upload_reuses_a_given_probe(files, monkeypatch):
+    info = probe(files["mp4"], name="meeting.mp4")
+    calls = []
+    monkeypatch.setattr(_media, "probe", lambda *a, **k: calls.append(a) or info)
+    chunks = prepare_upload(files["mp4"], name="meeting.mp4", max_bytes=10_000_000, info=info)
+    assert calls == [] and chunks[0].fmt == "mp3" and chunks[0].end == info.duration
+    prepare_upload(files["flac"], name="a.flac", max_bytes=10_000_000)
+    assert len(calls) == 1  # without info= it probes
+    with pytest.raises(TypeError, match="MediaInfo"):
+        prepare_upload(files["flac"], name="a.flac", max_bytes=10_000_000, info={"duration": 1})
+
+
+def test_clip_audio_decodes_once_and_cuts_each_window(clip, files, monkeypatch):
+    decodes = []
+    real = _media._decode
+    monkeypatch.setattr(_media, "_decode", lambda *a, **k: decodes.append(k) or real(*a, **k))
+    spans = [(0.5, 1.0), (1.25, 2.0), (CLIP_SECONDS + 1, CLIP_SECONDS + 2)]
+    clips = _media.clip_audio(files["wav"], spans, name="a.wav")
+    assert len(decodes) == 1 and decodes[0]["start"] == 0.5
+    assert [probe(c, name="c.mp3").duration for c in clips[:2]] == [
+        pytest.approx(0.5, abs=0.03),
+        pytest.approx(0.75, abs=0.03),
+    ]
+    assert clips[2] == b""  # past the end of the audio
+    assert _media.clip_audio(files["wav"], []) == []
+    with pytest.raises(ValueError, match="end"):
+        _media.clip_audio(files["wav"], [(2.0, 1.0)])
+
+
 # --------------------------------------------------------------------------------------------
 # stitch_segments
 

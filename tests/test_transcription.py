@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -468,3 +469,121 @@ def test_keep_audio_plays_after_the_file_is_gone(emulator, tmp_path):
     assert "<audio" in markup and "#t=" in markup
     with pytest.raises(deapi_ds.InvalidParameterError, match="keep_audio=True"):
         reread.play(reread.segments.iloc[0])
+
+
+# --- review: hardening ---------------------------------------------------------------------------
+
+
+def test_each_file_is_probed_once(emulator, tmp_path, monkeypatch):
+    (tmp_path / "a.mp3").write_bytes(speech(TEXT_A))
+    (tmp_path / "v.mp4").write_bytes(make_video_with_audio(speech(TEXT_V)))
+    probed = []
+    real = _media.probe
+    monkeypatch.setattr(_media, "probe", lambda data, **k: probed.append(k) or real(data, **k))
+    res = transcribe_folder(tmp_path, cache=None)
+    assert res.files["status"].tolist() == ["ok", "ok"]
+    assert res.files["text"].tolist() == [TEXT_A, TEXT_V]
+    assert len(probed) == 2  # prepare_upload takes the probe's result
+
+
+def test_progress_bar_never_runs_past_its_total(emulator):
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TqdmWarning)  # "clamping frac to range [0, 1]"
+        # no pauses, so the chunks overlap and add up to more seconds than the file has
+        split = transcribe([tone_wav(40.0)], max_upload_mb=0.1, progress=True)
+        assert split.files["status"].tolist() == ["ok"] and split.files["chunks"].iloc[0] >= 3
+        # a cached rerun whose seconds (3.12) round down at one decimal place
+        clips = [tone_wav(s) for s in (1.04, 1.04, 1.04)]
+        transcribe(clips, progress=True)
+        transcribe(clips, progress=True)
+    assert [str(w.message) for w in caught if issubclass(w.category, TqdmWarning)] == []
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_split_file_in_text_formats_looks_like_a_whole_one(emulator, fmt):
+    res = transcribe([speech(LONG, "wav"), speech(TEXT_A)], max_upload_mb=0.1, response_format=fmt)
+    assert res.files["chunks"].tolist() == [res.files["chunks"].iloc[0], 1]
+    assert res.files["chunks"].iloc[0] >= 3
+    assert res.files["text"].tolist() == [LONG, TEXT_A]  # the overlap is not repeated
+    assert res.files["n_segments"].isna().all()
+    assert res.segments.empty and res.words.empty
+
+
+def test_view_segments_embeds_each_segment_not_the_file(emulator, tmp_path):
+    import base64
+    import re
+
+    path = tmp_path / "long.mp3"
+    path.write_bytes(speech(LONG, "mp3"))
+    res = transcribe([path])
+    segs = res.segments
+    assert len(segs) == 14 and path.stat().st_size < 2_000_000  # small enough to embed whole
+    view = res.view_segments()
+    markup = view._repr_html_() if hasattr(view, "_repr_html_") else view.data
+    assert markup.count("<audio") == 14
+    assert len(markup) < 2 * path.stat().st_size  # was 14 copies of the whole file (x 4/3)
+    uris = re.findall(r'src="data:audio/[^;]+;base64,([^"#]+)', markup)
+    clip = base64.b64decode(uris[3])
+    expected = float(segs["end"].iloc[3] - segs["start"].iloc[3])
+    assert _media.probe(clip, name="c.mp3").duration == pytest.approx(expected, abs=0.05)
+
+
+def test_unreadable_and_vanishing_files_are_rows(emulator, tmp_path, monkeypatch):
+    from deapi_ds import transcription
+
+    for name in ("a.mp3", "b.mp3", "c.mp3", "d.mp3"):
+        (tmp_path / name).write_bytes(speech(f"File {name} speaking.", voice="am_adam"))
+    real_open, real_walk, real_probe = open, transcription._walk, _media.probe
+
+    def no_permission(file, *args, **kwargs):  # chmod 000 cannot stop root: fake it
+        if str(file).endswith("b.mp3"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def walk_then_delete(*args, **kwargs):  # deleted between listing and reading
+        found = real_walk(*args, **kwargs)
+        (tmp_path / "c.mp3").unlink()
+        return found
+
+    def probe_then_delete(data, **kwargs):  # deleted between probing and uploading
+        info = real_probe(data, **kwargs)
+        if kwargs.get("name") == "d.mp3":
+            (tmp_path / "d.mp3").unlink()
+        return info
+
+    monkeypatch.setattr(transcription, "open", no_permission, raising=False)
+    monkeypatch.setattr(transcription, "_walk", walk_then_delete)
+    monkeypatch.setattr(_media, "probe", probe_then_delete)
+    res = transcribe_folder(tmp_path, cache=None)
+    by = res.files.set_index("file")
+    assert by["status"].tolist() == ["ok", "error", "error", "error"]
+    assert by.loc["a.mp3", "text"] == "File a.mp3 speaking."
+    assert by.loc["b.mp3", "error"] == "b.mp3: cannot read the file (Permission denied)."
+    assert by.loc["b.mp3", "error_type"] == "PermissionError"
+    for name in ("c.mp3", "d.mp3"):
+        assert by.loc[name, "error"] == f"{name}: cannot read the file (No such file or directory)."
+        assert by.loc[name, "error_type"] == "FileNotFoundError"
+    assert not by.loc[["b.mp3", "c.mp3", "d.mp3"], "retryable"].any()
+    assert requests(emulator) == 1
+
+
+def test_folder_that_cannot_be_listed_warns(emulator, tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x.mp3").write_bytes(speech(TEXT_A))
+    (tmp_path / "a.mp3").write_bytes(speech(TEXT_A))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.warns(UserWarning, match=r"could not list 1 folder.*locked \(Permission denied\)"):
+        res = transcribe_folder(tmp_path)
+    assert res.files["file"].tolist() == ["a.mp3"]
+    assert res.meta["unlisted"] == [str(tmp_path / "locked")]
