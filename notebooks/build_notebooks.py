@@ -201,9 +201,7 @@ returns word timestamps; `WhisperLargeV3` gives segments only.
 """),
     code(
         """
-from deapi_ds.transcription import transcribe_folder
-
-res = transcribe_folder(DATA / "clips", model="WhisperLargeV3Ct2", progress=False)
+res = deapi_ds.transcribe_folder(DATA / "clips", model="WhisperLargeV3Ct2", progress=False)
 print(res.summary())
 """,
         check=True,
@@ -455,7 +453,7 @@ seed inside the file.
         """
 from PIL import Image
 
-chosen = deapi_ds.ImageResult(grid.frame[grid.frame["seed"].eq(2)])
+chosen = grid[grid.seed == 2]  # row selections stay image results
 saved = chosen.save(Path(tempfile.mkdtemp(prefix="chosen_")))
 for path in saved["path"]:
     print(Path(path).name)
