@@ -275,6 +275,7 @@ class Engine:
             lambda: anyio.CapacityLimiter(self.max_concurrency)
         )
         self.on_wait: Callable[[float | None], None] | None = None
+        self._wait_listeners: list[Callable[[float | None], None]] = []
         self.attempts: collections.Counter[str] = collections.Counter()
 
     def limiter(self, endpoint: str) -> RateLimiter:
@@ -294,9 +295,25 @@ class Engine:
             )
         return self._limiters[endpoint]
 
+    def add_wait_listener(self, callback: Callable[[float | None], None]) -> Callable[[], None]:
+        """Call ``callback(seconds)`` when a rate limit makes a request wait (``None``: done).
+
+        Returns the function that removes it. Each running task adds its progress bar, so
+        two calls sharing a client each see the waits.
+        """
+        self._wait_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._wait_listeners:
+                self._wait_listeners.remove(callback)
+
+        return remove
+
     def _relay_wait(self, seconds: float | None) -> None:
         if self.on_wait is not None:
             self.on_wait(seconds)
+        for callback in list(self._wait_listeners):
+            callback(seconds)
 
     def _capacity(self) -> anyio.CapacityLimiter:
         """The concurrency bound of the current event loop (``max_concurrency`` per loop)."""

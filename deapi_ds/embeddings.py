@@ -552,8 +552,7 @@ async def aembed(
     if no_request:  # empty rows and rows refused before sending are done at once
         bar.update(no_request, failed=est.errors)
     shown = {"done": 0.0, "reported": 0}
-    previous_wait = aclient.engine.on_wait
-    aclient.engine.on_wait = bar.waiting
+    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
 
     def too_big(exc: APIStatusError) -> bool:
         return isinstance(exc, PayloadTooLargeError) or (
@@ -693,7 +692,7 @@ async def aembed(
         if bar.n < plan.n:  # rounding of rows shared among chunk pieces
             bar.update(plan.n - bar.n)
     finally:
-        aclient.engine.on_wait = previous_wait
+        stop_showing_waits()
         bar.close()
 
     if unit_vecs is None:

@@ -796,8 +796,7 @@ async def _run(
         return 0
     bar = _progress_bar(progress, len(units), func)
     bar.set_cached(cached)
-    previous_wait = aclient.engine.on_wait
-    aclient.engine.on_wait = bar.waiting
+    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
 
     async def worker(request: _Request) -> list[bytes | BaseException]:
         result = await call(request)
@@ -842,7 +841,7 @@ async def _run(
     try:
         await map_batches(requests, worker, on_done=on_done)
     finally:
-        aclient.engine.on_wait = previous_wait
+        stop_showing_waits()
         bar.close()
     return len(requests)
 

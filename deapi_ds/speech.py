@@ -859,8 +859,7 @@ async def aspeak(
         disable=None if progress is None else not progress,
     )
     bar.set_cached(len(cached))
-    previous_on_wait = aclient.engine.on_wait
-    aclient.engine.on_wait = bar.waiting
+    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
 
     async def worker(key: str) -> tuple[bytes, float | None]:
         part, name = plan.parts[key]
@@ -899,7 +898,7 @@ async def aspeak(
     try:
         await map_batches(todo, worker, on_done=on_done, limit=aclient.engine.max_concurrency)
     finally:
-        aclient.engine.on_wait = previous_on_wait
+        stop_showing_waits()
         bar.close()
     frame = _frame(plan, outcomes, cached)
     return SpeechResult(

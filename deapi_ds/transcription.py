@@ -991,8 +991,7 @@ async def _run(
         await write([(key, "file", rec, lead.duration, int(rec.get("chunks") or 1))])
         advance(key, remaining)
 
-    previous_wait = aclient.engine.on_wait
-    aclient.engine.on_wait = bar.bar.waiting
+    stop_showing_waits = aclient.engine.add_wait_listener(bar.bar.waiting)
     failure: list[BaseException] = []
 
     async def send_all(tg: Any) -> None:
@@ -1007,7 +1006,7 @@ async def _run(
             tg.start_soon(probe_all)
             await send_all(tg)
     finally:
-        aclient.engine.on_wait = previous_wait
+        stop_showing_waits()
         bar.bar.close()
     if failure:
         raise failure[0]

@@ -272,8 +272,7 @@ class VideoJob:
             disable=None if progress is None else not progress,
         )
         aclient = self._aclient()
-        previous = aclient.engine.on_wait
-        aclient.engine.on_wait = bar.waiting
+        stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
         shown = [0]
 
         def report(job: VideoJob) -> None:
@@ -293,7 +292,7 @@ class VideoJob:
                 first_delay=0.0,
             )
         finally:
-            aclient.engine.on_wait = previous
+            stop_showing_waits()
             bar.close()
         if raise_on_error and self.status == "error":
             raise JobFailedError(self.error or "The video job failed.", job_id=self.id)
@@ -688,9 +687,7 @@ async def _run_jobs(
     )
     shown: dict[int, int] = {}
     clients = {id(job._aclient()): job._aclient() for job in active}
-    previous = {k: c.engine.on_wait for k, c in clients.items()}
-    for c in clients.values():
-        c.engine.on_wait = bar.waiting
+    stop_showing_waits = [c.engine.add_wait_listener(bar.waiting) for c in clients.values()]
 
     def report(job: VideoJob) -> None:
         now = 100 if job.done else int(job.progress or 0)
@@ -726,8 +723,8 @@ async def _run_jobs(
     try:
         await map_batches(active, one, on_done=on_done, limit=max(len(active), 1))
     finally:
-        for k, c in clients.items():
-            c.engine.on_wait = previous[k]
+        for stop in stop_showing_waits:
+            stop()
         bar.close()
 
 

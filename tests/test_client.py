@@ -712,3 +712,27 @@ def test_use_emulator_loopback_rerun_replaces_the_server():
         deapi_ds.use_emulator()  # back to in-process; stops the loopback server
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", second._deapi_ds_server[0].port), timeout=1)
+
+
+def test_every_running_task_sees_rate_limit_waits():
+    clock = FakeClock()
+    engine = Engine(rpm={"embeddings": 1}, clock=clock, sleep=clock.sleep)
+    first, second = [], []
+    stop_first = engine.add_wait_listener(first.append)
+    engine.add_wait_listener(second.append)
+
+    async def go():
+        async def ok():
+            return None
+
+        await engine.call("embeddings", ok)
+        await engine.call("embeddings", ok)
+
+    run(go())
+    assert first and second and first == second  # both bars heard the wait and its end
+    assert first[-1] is None and first[0] > 50
+    stop_first()
+    first.clear()
+    second.clear()
+    run(go())
+    assert first == [] and second
