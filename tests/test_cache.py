@@ -41,7 +41,7 @@ from deapi_ds._exceptions import InvalidParameterError
 
 DATA = Path(__file__).parent / "data" / "cache_v1"
 EMB, BGE = "embeddings", "Bge_M3_FP16"
-FAKE_KEY = "dpn-sk-4242|Zq8sKkT0pSecretValueXyZ"
+FAKE_KEY = "dpn-sk-4242|FAKE-Zq8sKkT0p-SecretValueXyZ"
 
 
 def emb_table(keys, matrix, **extra):

@@ -18,7 +18,7 @@ import deapi_ds
 from deapi_ds._engine import Engine, RateLimiter, RetryPolicy, run_sync
 from deapi_ds._transport import parse_error, parse_retry_after
 
-KEY = "dpn-sk-4242|SuperSecretValue0123456789abcdef"
+KEY = "dpn-sk-4242|FAKE-SuperSecretValue-0123456789"
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ import deapi_ds
 from deapi_ds import _config
 from deapi_ds._config import Secret, get_config, normalize_key
 
-KEY = "dpn-sk-1234|abcdefghijklmnopqrstuvwxyz0123456789"
+KEY = "dpn-sk-1234|FAKE-abcdefghij-klmnopqrst-0123456789"
 
 
 def test_defaults():

@@ -83,7 +83,7 @@ def test_user_project_runs_its_own_tests_on_the_emulator(tmp_path):
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEAPI_", "OPENAI_"))}
     env.update(
-        DEAPI_API_KEY="dpn-sk-1|therealkeyofthedeveloper",
+        DEAPI_API_KEY="dpn-sk-1|fake-real-key-of-the-developer",
         DEAPI_BASE_URL="https://real-deapi.invalid/v1",
         DEAPI_DS_MAX_RETRIES="0",
         DEAPI_DS_PROGRESS="0",
@@ -111,7 +111,7 @@ def test_user_project_runs_its_own_tests_on_the_emulator(tmp_path):
 
 
 def test_emulated_reaches_worker_threads_and_restores_everything(monkeypatch):
-    monkeypatch.setenv("DEAPI_API_KEY", "dpn-sk-1|therealkeyofthedeveloper")
+    monkeypatch.setenv("DEAPI_API_KEY", "dpn-sk-1|fake-real-key-of-the-developer")
     before = deapi_ds.get_config()
     with emulated() as env:
         with ThreadPoolExecutor(2) as pool:

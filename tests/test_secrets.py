@@ -21,7 +21,7 @@ import deapi_ds
 from deapi_ds import _tasks
 from deapi_ds.emulator import Emulator
 
-KEY = "dpn-sk-4242|Zq7Xw9Kp2Lm5Nb8Vc3Rt6Yh1Jd4Gs0Fe"
+KEY = "dpn-sk-4242|FAKE-Zq7Xw9Kp2Lm5-Nb8Vc3Rt6Yh1Jd4Gs0Fe"
 SECRET = KEY.partition("|")[2]
 NEEDLES = (KEY, SECRET, SECRET[:12], SECRET[-12:])
 
