@@ -88,6 +88,8 @@ class ModelProfile:
     voices: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
     max_chars: int | None = None
+    min_speed: float | None = None
+    max_speed: float | None = None
     price_per_1m_chars: float | None = None
     # transcription
     word_timestamps: bool = False
@@ -159,7 +161,8 @@ _DEAPI_MODELS = [
                  min_steps=1, max_steps=50, price_per_image=0.0179),
     ModelProfile("Kokoro", ("txt2audio",), "Kokoro-82M text-to-speech",
                  voices=OPENAI_VOICE_ALIASES + tuple(v for vs in KOKORO_VOICES.values() for v in vs),
-                 formats=("mp3", "wav", "flac", "opus"), max_chars=10000, price_per_1m_chars=0.77),
+                 formats=("mp3", "wav", "flac", "opus"), max_chars=10000, min_speed=0.5, max_speed=2.0,
+                 price_per_1m_chars=0.77),
     ModelProfile("WhisperLargeV3", ("audio2text", "video2text"), "Whisper large-v3",
                  word_timestamps=False, price_per_hour=0.05),
     ModelProfile("WhisperLargeV3Ct2", ("audio2text", "video2text"), "Whisper large-v3 (CTranslate2), word timestamps",

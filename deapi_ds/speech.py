@@ -297,10 +297,12 @@ def _check_format(fmt: Any, mp: ModelProfile | None, model: str, func: str) -> s
     return fmt.lower()
 
 
-def _check_speed(speed: Any, func: str) -> float | None:
+def _check_speed(speed: Any, func: str, mp: ModelProfile | None = None) -> float | None:
     if speed is None:
         return None
     lo, hi = _SPEED_RANGE
+    if mp is not None and mp.min_speed is not None and mp.max_speed is not None:
+        lo, hi = mp.min_speed, mp.max_speed  # the model's own range (Kokoro: 0.5-2.0)
     if (
         isinstance(speed, bool)
         or not isinstance(speed, int | float | np.number)
@@ -374,7 +376,7 @@ def _plan(
     mp = _model_profile(_profile_of(client), model, func=func)
     names = _check_voices(voice, mp, model, func)
     fmt = _check_format(response_format, mp, model, func)
-    speed_value = _check_speed(speed, func)
+    speed_value = _check_speed(speed, func, mp)
     limit = max_chars if max_chars is not None else (mp.max_chars if mp is not None else None)
     if limit is None:
         limit = 4096  # OpenAI's documented limit, for models the profile does not know

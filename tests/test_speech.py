@@ -78,7 +78,8 @@ def test_formats_are_configurable_through_the_profile(emulator):
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"speed": 9}, r"'speed' parameter of speak\(\) must be a number in \[0.25, 4.0\]"),
+        ({"speed": 9}, r"'speed' parameter of speak\(\) must be a number in \[0.5, 2.0\]"),
+        ({"speed": 0.3}, r"\[0.5, 2.0\]"),
         ({"speed": True}, r"'speed'"),
         ({"max_chars": 0}, r"'max_chars' parameter of speak\(\) must be an int >= 1"),
         ({"model": "Flux1schnell"}, r"cannot do txt2audio.*Kokoro"),
