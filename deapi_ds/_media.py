@@ -857,6 +857,74 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def _word_text(word: Mapping[str, Any]) -> str:
+    text = word.get("word")
+    if text is None:
+        text = word.get("text")
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    return str(text)
+
+
+def _join_words(words: Sequence[Mapping[str, Any]], original: Any) -> str:
+    """Rebuild a segment's text from (a subset of) its words.
+
+    Whisper's words carry their leading space (``" hello"``): they are concatenated as they
+    are. Words already stripped (as deapi_ds stores them) are joined with a space, unless the
+    segment's original text shows that its script writes words without spaces (Japanese,
+    Chinese...), in which case they are concatenated.
+    """
+    texts = [_word_text(w) for w in words]
+    if any(t[:1].isspace() or t[-1:].isspace() for t in texts):
+        return "".join(texts).strip()
+    text = "" if original is None or isinstance(original, float) else str(original).strip()
+    sep = " " if (not text or any(ch.isspace() for ch in text)) else ""
+    return sep.join(t.strip() for t in texts if t.strip()).strip()
+
+
+def _trim_words(
+    seg: dict[str, Any], low: float | None, high: float | None
+) -> dict[str, Any] | None:
+    """Keep the words of ``seg`` (already on the original timeline) starting in [low, high).
+
+    A word without a start follows the nearest timed word before it in the segment (or after
+    it, when none precedes). A segment whose words were trimmed gets its text rebuilt and its
+    start/end moved to its kept words; ``None`` means no word is left (drop the segment).
+    """
+    words: list[dict[str, Any]] = seg["words"]
+    starts = [_number(w.get("start")) for w in words]
+    decisions: list[bool | None] = [
+        None if s is None else (low is None or s >= low) and (high is None or s < high)
+        for s in starts
+    ]
+    previous: bool | None = None
+    for i, decision in enumerate(decisions):  # untimed words follow the previous timed one
+        if decision is None:
+            decisions[i] = previous
+        else:
+            previous = decision
+    following: bool | None = None
+    for i in range(len(decisions) - 1, -1, -1):  # ... or the next one, at the segment's head
+        if decisions[i] is None:
+            decisions[i] = following
+        else:
+            following = decisions[i]
+    kept = [w for w, keep in zip(words, decisions, strict=True) if keep]
+    if len(kept) == len(words):
+        return seg
+    if not kept:
+        return None
+    seg["text"] = _join_words(kept, seg.get("text"))
+    seg["words"] = kept
+    kept_starts = [s for s in (_number(w.get("start")) for w in kept) if s is not None]
+    kept_ends = [e for e in (_number(w.get("end")) for w in kept) if e is not None]
+    if kept_starts:
+        seg["start"] = min(kept_starts)
+    if kept_ends:
+        seg["end"] = max(kept_ends)
+    return seg
+
+
 def stitch_segments(
     chunks_results: Sequence[tuple[Chunk, Sequence[Mapping[str, Any]]]],
     *,
@@ -866,11 +934,22 @@ def stitch_segments(
 
     Each segment's ``start``/``end`` (and those of its ``words``, if any) is offset by its
     chunk's ``start``. Where chunk k+1 overlaps chunk k (``chunk[k+1].start < chunk[k].end``),
-    a segment of chunk k+1 is dropped as a duplicate when its midpoint lies in the region chunk
-    k already covered, or when it ends no later than the last kept segment (+ ``tolerance``).
-    A segment that starts inside the overlap but runs well past it is kept: dropping it would
-    lose the rest of the sentence. Segments without timestamps are kept as they are. ``id`` is
-    renumbered 0, 1, 2...; the input dicts are not modified.
+    the speech of the overlap was transcribed twice and is de-duplicated:
+
+    * Segments with word timestamps are cut at the middle of the overlap,
+      ``mid = (chunk[k+1].start + chunk[k].end) / 2``: chunk k keeps the words starting before
+      ``mid``, chunk k+1 those starting at or after it (a word without a start follows its
+      neighbours in the segment). A segment that lost words gets its text rebuilt from the
+      kept ones and its ``start``/``end`` moved to them; a segment left with no words is
+      dropped.
+    * Other segments (no word timestamps, or in a chunk that does not overlap the previous
+      one) are dropped as duplicates when their midpoint lies in the region chunk k already
+      covered, or when they end no later than the last kept segment (+ ``tolerance``). A
+      segment that starts inside the overlap but runs well past it is kept: dropping it
+      would lose the rest of the sentence.
+
+    Chunks cut in a silence (no overlap) are not trimmed. Segments without timestamps are kept
+    as they are. ``id`` is renumbered 0, 1, 2...; the input dicts are not modified.
 
     >>> a = Chunk(b"", 0.0, 10.0, 0, "mp3")
     >>> b = Chunk(b"", 9.0, 20.0, 1, "mp3")
@@ -881,13 +960,32 @@ def stitch_segments(
     ... ])
     >>> [(s["id"], s["start"], s["end"], s["text"]) for s in out]
     [(0, 0.0, 9.5, 'one'), (1, 10.0, 13.0, 'two')]
+
+    With words, an overlap cut in the middle of speech keeps each word once:
+
+    >>> w = lambda text, start, end: {"word": text, "start": start, "end": end}
+    >>> out = stitch_segments([
+    ...     (a, [{"start": 8.0, "end": 10.0, "text": "red green blue",
+    ...           "words": [w(" red", 8.0, 8.8), w(" green", 8.8, 9.6), w(" blue", 9.6, 10.0)]}]),
+    ...     (b, [{"start": 0.1, "end": 2.0, "text": "green blue sky",
+    ...           "words": [w(" green", 0.1, 0.6), w(" blue", 0.6, 1.0), w(" sky", 1.0, 2.0)]}]),
+    ... ])
+    >>> [(s["start"], s["end"], s["text"]) for s in out]
+    [(8.0, 9.6, 'red green'), (9.6, 11.0, 'blue sky')]
     """
     ordered = sorted(chunks_results, key=lambda pair: pair[0].index)
+    # Word-level cut between each pair of overlapping consecutive chunks (original seconds).
+    cuts: list[float | None] = [
+        (float(nxt.start) + float(prev.end)) / 2 if float(nxt.start) < float(prev.end) else None
+        for (prev, _), (nxt, _) in zip(ordered, ordered[1:], strict=False)
+    ]
     result: list[dict[str, Any]] = []
     last_kept_end: float | None = None
     covered_until: float | None = None  # end of the previous chunk, in original seconds
-    for chunk, segments in ordered:
+    for k, (chunk, segments) in enumerate(ordered):
         offset = float(chunk.start)
+        low = cuts[k - 1] if k > 0 else None
+        high = cuts[k] if k < len(cuts) else None
         # Duplicates can only come from the previous chunks: compare with their state only.
         previous_end = last_kept_end
         for segment in segments:
@@ -897,6 +995,7 @@ def stitch_segments(
                 seg["start"] = start + offset
             if end is not None:
                 seg["end"] = end + offset
+            timed_words = False
             if isinstance(seg.get("words"), list):
                 words = []
                 for word in seg["words"]:
@@ -904,15 +1003,25 @@ def stitch_segments(
                     for key in ("start", "end"):
                         if key in w:
                             w[key] = _shifted(w[key], offset)
+                    timed_words = timed_words or _number(w.get("start")) is not None
                     words.append(w)
                 seg["words"] = words
-            if start is not None and end is not None:
-                abs_start, abs_end = start + offset, end + offset
-                if covered_until is not None and (abs_start + abs_end) / 2 < covered_until:
+            if timed_words and (low is not None or high is not None):
+                trimmed = _trim_words(seg, low, high)
+                if trimmed is None:
                     continue
-                if previous_end is not None and abs_end <= previous_end + tolerance:
+                seg = trimmed
+            start, end = _number(seg.get("start")), _number(seg.get("end"))
+            if timed_words and low is not None:
+                # The word cut already de-duplicated the overlap with the previous chunk.
+                if end is not None:
+                    last_kept_end = end if last_kept_end is None else max(last_kept_end, end)
+            elif start is not None and end is not None:
+                if covered_until is not None and (start + end) / 2 < covered_until:
                     continue
-                last_kept_end = abs_end if last_kept_end is None else max(last_kept_end, abs_end)
+                if previous_end is not None and end <= previous_end + tolerance:
+                    continue
+                last_kept_end = end if last_kept_end is None else max(last_kept_end, end)
             result.append(seg)
         covered_until = float(chunk.end)
     for i, seg in enumerate(result):

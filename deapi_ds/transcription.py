@@ -1337,6 +1337,15 @@ def _html(html: str) -> Any:
     return HTML(html)
 
 
+def _human_duration(seconds: float) -> str:
+    """``41 s``, ``12.5 min``, ``3.25 h``: the unit that keeps the figure readable."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 class TranscriptionResult(ResultFrame):
     """What :func:`transcribe` returns: ``files`` (this frame) plus ``segments`` and ``words``.
 
@@ -1374,8 +1383,8 @@ class TranscriptionResult(ResultFrame):
 
     def summary(self) -> str:
         base = super().summary()
-        hours = float(self.frame["duration"].fillna(0).sum()) / 3600
-        extra = f", {len(self.segments):,} segments, {hours:.2f} h of audio"
+        seconds = float(self.frame["duration"].fillna(0).sum())
+        extra = f", {len(self.segments):,} segments, {_human_duration(seconds)} of audio"
         if self.meta.get("ignored"):
             extra += f", {self.meta['ignored']} files ignored (other extensions)"
         return base + extra

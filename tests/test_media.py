@@ -558,6 +558,200 @@ def test_stitch_segments_without_timestamps_keeps_everything():
     assert out == [{"text": "one", "id": 0}, {"text": "two", "id": 1}]
 
 
+def _w(text: str, start: float | None, end: float | None) -> dict:
+    return {"word": text, "start": start, "end": end}
+
+
+def _seg(words: list[dict], **extra) -> dict:
+    """A Whisper-style segment (chunk-relative times) built from its words."""
+    timed = [w for w in words if w["start"] is not None]
+    return {
+        "start": timed[0]["start"],
+        "end": max(w["end"] for w in timed),
+        "text": "".join(w["word"] for w in words),
+        "words": words,
+        **extra,
+    }
+
+
+def _all_words(out: list[dict]) -> list[str]:
+    return [w["word"].strip() for s in out for w in s["words"]]
+
+
+def test_stitch_segments_cuts_overlapping_words_at_the_middle_of_the_overlap():
+    # Speech ran through the cut: both chunks heard "brown fox jumps" in [29, 30).
+    a = Chunk(b"", 0.0, 30.0, 0, "mp3")
+    b = Chunk(b"", 29.0, 60.0, 1, "mp3")  # mid = 29.5
+    seg_a = [
+        _seg([_w(" Hello", 0.0, 0.5), _w(" world.", 0.5, 1.0)]),
+        _seg(
+            [
+                _w(" The", 28.0, 28.4),
+                _w(" quick", 28.4, 28.9),
+                _w(" brown", 28.9, 29.3),
+                _w(" fox", 29.3, 29.6),  # starts 29.3 < 29.5: kept from chunk a
+                _w(" jumps", 29.6, 29.9),  # starts at 29.6: chunk b's
+            ]
+        ),
+    ]
+    seg_b = [
+        _seg(
+            [
+                _w(" brown", 0.0, 0.3),  # 29.0: chunk a's
+                _w(" fox", 0.3, 0.6),  # 29.3: chunk a's
+                _w(" jumps", 0.6, 0.9),  # 29.6: kept
+                _w(" over", 0.9, 1.2),
+                _w(" the", 1.2, 1.4),
+                _w(" dog.", 1.4, 2.0),
+            ]
+        ),
+        _seg([_w(" Bye.", 5.0, 5.5)]),
+    ]
+    original_a, original_b = [dict(s) for s in seg_a], [dict(s) for s in seg_b]
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+
+    expected = "Hello world. The quick brown fox jumps over the dog. Bye.".split()
+    assert _all_words(out) == expected  # each word exactly once, none lost
+    assert " ".join(s["text"] for s in out).split() == expected
+    assert [s["text"] for s in out] == [
+        " Hello world.",  # untouched: Whisper's text as it came
+        "The quick brown fox",  # trimmed tail, text rebuilt from its words
+        "jumps over the dog.",  # trimmed head
+        " Bye.",
+    ]
+    assert [s["id"] for s in out] == [0, 1, 2, 3]
+    assert [(s["start"], s["end"]) for s in out] == pytest.approx(
+        [(0.0, 1.0), (28.0, 29.6), (29.6, 31.0), (34.0, 34.5)]
+    )
+    word_starts = [w["start"] for s in out for w in s["words"]]
+    assert word_starts == pytest.approx(
+        [0.0, 0.5, 28.0, 28.4, 28.9, 29.3, 29.6, 29.9, 30.2, 30.4, 34.0]
+    )
+    assert word_starts == sorted(word_starts)
+    assert out[2]["words"][0] == {"word": " jumps", "start": pytest.approx(29.6), "end": 29.9}
+    assert seg_a == original_a and seg_b == original_b  # inputs untouched
+    assert seg_b[0]["words"][0] == _w(" brown", 0.0, 0.3)
+
+
+def test_stitch_segments_rebuilds_text_of_stripped_words_with_spaces():
+    """deapi_ds stores words stripped; CJK text (no spaces) is concatenated, not spaced."""
+    a, b = Chunk(b"", 0.0, 10.0, 0, "mp3"), Chunk(b"", 9.0, 20.0, 1, "mp3")  # mid 9.5
+    seg_a = [
+        {
+            "start": 8.0,
+            "end": 9.9,
+            "text": "one two, three",
+            "words": [_w("one", 8.0, 8.6), _w("two,", 8.6, 9.2), _w("three", 9.6, 9.9)],
+        }
+    ]
+    seg_b = [
+        {
+            "start": 0.6,
+            "end": 2.0,
+            "text": "三四五",
+            "words": [_w("三", 0.6, 0.9), _w("四", 0.9, 1.5), _w("五", 1.5, 2.0)],
+        }
+    ]
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+    assert [(s["text"], s["start"], s["end"]) for s in out] == [
+        ("one two,", 8.0, 9.2),
+        ("三四五", 9.6, 11.0),  # not trimmed: text kept exactly
+    ]
+    seg_b[0]["words"][0]["start"] = 0.4  # "三" now starts at 9.4 < 9.5: chunk a's
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+    assert [(s["text"], s["start"]) for s in out] == [("one two,", 8.0), ("四五", 9.9)]
+
+
+def test_stitch_segments_drops_a_segment_left_without_words():
+    a, b = Chunk(b"", 0.0, 10.0, 0, "mp3"), Chunk(b"", 8.0, 20.0, 1, "mp3")  # mid 9.0
+    seg_a = [_seg([_w(" one", 7.0, 8.0), _w(" two", 8.0, 8.9)]), _seg([_w(" three", 9.2, 9.8)])]
+    seg_b = [
+        _seg([_w(" one", 0.0, 0.1)]),  # 8.0: chunk a's, whole segment dropped
+        _seg([_w(" two", 0.1, 0.9), _w(" three", 1.2, 1.8), _w(" four", 2.0, 3.0)]),
+    ]
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+    assert [s["text"] for s in out] == [" one two", "three four"]  # a's " three" went to b
+    assert [s["id"] for s in out] == [0, 1]
+    assert _all_words(out) == ["one", "two", "three", "four"]
+    assert [w["start"] for w in out[1]["words"]] == pytest.approx([9.2, 10.0])
+
+
+def test_stitch_segments_leaves_chunks_cut_in_a_silence_untouched():
+    a, b = Chunk(b"", 0.0, 10.0, 0, "mp3"), Chunk(b"", 10.0, 20.0, 1, "mp3")  # no overlap
+    seg_a = [_seg([_w(" late", 9.0, 9.6), _w(" word", 9.9, 10.0)])]
+    seg_b = [_seg([_w(" early", 0.0, 0.4), _w(" words", 0.4, 1.0)])]
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+    assert [s["text"] for s in out] == [" late word", " early words"]  # text not rebuilt
+    assert [(s["start"], s["end"]) for s in out] == [(9.0, 10.0), (10.0, 11.0)]
+    assert out[0]["words"] == seg_a[0]["words"]
+    assert [w["start"] for w in out[1]["words"]] == [10.0, 10.4]
+
+
+def test_stitch_segments_without_words_keeps_the_segment_rule_in_an_overlap():
+    a, b = Chunk(b"", 0.0, 30.0, 0, "mp3"), Chunk(b"", 29.0, 60.0, 1, "mp3")
+    seg_a = [{"start": 20.0, "end": 29.9, "text": "brown fox jumps", "words": []}]
+    seg_b = [
+        {"start": 0.0, "end": 0.9, "text": "fox jumps"},  # midpoint 29.45 < 30: duplicate
+        {"start": 0.6, "end": 5.0, "text": "jumps over the dog", "words": []},  # kept whole
+    ]
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+    assert [(s["id"], s["text"], s["start"]) for s in out] == [
+        (0, "brown fox jumps", 20.0),
+        (1, "jumps over the dog", pytest.approx(29.6)),
+    ]
+
+
+def test_stitch_segments_three_overlapping_chunks():
+    a = Chunk(b"", 0.0, 10.0, 0, "mp3")
+    b = Chunk(b"", 9.0, 20.0, 1, "mp3")  # cut at 9.5
+    c = Chunk(b"", 19.0, 30.0, 2, "mp3")  # cut at 19.5
+    seg_a = [_seg([_w(" a1", 8.0, 9.0), _w(" a2", 9.2, 9.6), _w(" b1", 9.7, 10.0)])]
+    seg_b = [
+        _seg([_w(" a2", 0.2, 0.6), _w(" b1", 0.7, 1.5), _w(" b2", 2.0, 5.0)]),
+        _seg([_w(" b3", 9.0, 10.3), _w(" c1", 10.6, 11.0)]),
+    ]
+    seg_c = [_seg([_w(" b3", 0.0, 0.3), _w(" c1", 0.6, 2.0), _w(" c2", 3.0, 4.0)])]
+    out = stitch_segments([(c, seg_c), (b, seg_b), (a, seg_a)])  # any order: sorted by index
+    assert _all_words(out) == ["a1", "a2", "b1", "b2", "b3", "c1", "c2"]
+    assert [s["text"] for s in out] == ["a1 a2", "b1 b2", "b3", "c1 c2"]
+    assert [(s["start"], s["end"]) for s in out] == pytest.approx(
+        [(8.0, 9.6), (9.7, 14.0), (18.0, 19.3), (19.6, 23.0)]
+    )
+    assert [s["id"] for s in out] == [0, 1, 2, 3]
+
+
+def test_stitch_segments_keeps_words_without_timestamps_with_their_neighbours():
+    a, b = Chunk(b"", 0.0, 10.0, 0, "mp3"), Chunk(b"", 9.0, 20.0, 1, "mp3")  # mid 9.5
+    seg_a = [
+        _seg(
+            [
+                _w(" one", 8.0, 8.5),
+                _w(" 2,000", None, None),  # between kept words: kept
+                _w(" three", 9.0, 9.4),
+                _w(" four", 9.6, 9.9),  # chunk b's
+                _w(" 5%", None, None),  # follows "four": chunk b's
+            ]
+        )
+    ]
+    seg_b = [
+        _seg(
+            [
+                _w(" 2,000", None, None),  # heads the segment: follows "three" (chunk a's)
+                _w(" three", 0.0, 0.4),
+                _w(" four", 0.6, 0.9),
+                _w(" 5%", None, None),  # follows "four": kept
+                _w(" six", 1.2, 2.0),
+            ]
+        )
+    ]
+    out = stitch_segments([(a, seg_a), (b, seg_b)])
+    assert _all_words(out) == ["one", "2,000", "three", "four", "5%", "six"]
+    assert [s["text"] for s in out] == ["one 2,000 three", "four 5% six"]
+    untimed = [w for s in out for w in s["words"] if w["word"] in (" 2,000", " 5%")]
+    assert [(w["start"], w["end"]) for w in untimed] == [(None, None), (None, None)]  # not invented
+    assert [(s["start"], s["end"]) for s in out] == pytest.approx([(8.0, 9.4), (9.6, 11.0)])
+
+
 def test_split_transcribe_stitch_matches_whole_file():
     """End to end with the emulator's tone 'speech': chunk timestamps map back within 0.1 s."""
     emulator_media = pytest.importorskip("deapi_ds.emulator._media")

@@ -587,3 +587,11 @@ def test_folder_that_cannot_be_listed_warns(emulator, tmp_path, monkeypatch):
         res = transcribe_folder(tmp_path)
     assert res.files["file"].tolist() == ["a.mp3"]
     assert res.meta["unlisted"] == [str(tmp_path / "locked")]
+
+
+def test_summary_uses_a_readable_unit():
+    from deapi_ds.transcription import _human_duration
+
+    assert _human_duration(41.2) == "41 s"
+    assert _human_duration(750) == "12.5 min"
+    assert _human_duration(3.25 * 3600) == "3.25 h"
