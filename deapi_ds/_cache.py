@@ -45,6 +45,7 @@ import re
 import struct
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -1033,6 +1034,48 @@ def _empty_result(
 # --------------------------------------------------------------------------------------------
 
 
+_LOCK_NAME = ".compact.lock"
+_LOCK_STALE_SECONDS = 600
+
+
+@contextlib.contextmanager
+def _compaction_lock(store: Any, ns: str) -> Iterator[bool]:
+    """Advisory per-namespace lock so that two processes do not merge the same files.
+
+    Two concurrent compactions never lose entries (each writes its merged file before deleting
+    sources), but both would keep a copy of the same rows until the next compaction. Local
+    folders use an O_EXCL lock file (a stale one, older than 10 minutes, is taken over); remote
+    fsspec stores have no atomic create here, so compaction there is best effort.
+    """
+    if not isinstance(store, _LocalStore):
+        yield True
+        return
+    path = os.path.join(ns, _LOCK_NAME)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - os.path.getmtime(path) > _LOCK_STALE_SECONDS:
+                    os.unlink(path)  # left by a process that died while compacting
+                    continue
+            except FileNotFoundError:
+                continue
+            yield False
+            return
+        except FileNotFoundError:  # the namespace folder is gone: nothing to compact
+            yield False
+            return
+        os.close(fd)
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return
+    yield False
+
+
 class ResultCache:
     """A folder (or fsspec URL) of parquet files holding one row per API result.
 
@@ -1413,8 +1456,14 @@ class ResultCache:
             self._compact_namespace(t, m)
 
     def _compact_namespace(self, task: str, model: str) -> int:
-        """Returns the number of files removed."""
+        """Returns the number of files removed (0 when another process is compacting it)."""
         ns = self._ns_path(task, model)
+        with _compaction_lock(self._store, ns) as acquired:
+            if not acquired:
+                return 0
+            return self._compact_locked(task, model, ns)
+
+    def _compact_locked(self, task: str, model: str, ns: str) -> int:
         self._remove_stale_temp(ns)
         index = self._index(task, model)
         small = [i for i, f in enumerate(index.files) if f.size < self.compact_max_bytes]

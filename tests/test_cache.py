@@ -1221,3 +1221,19 @@ if __name__ == "__main__":
         sys.exit(f"{target} is not empty; fixtures are never rewritten in place.")
     write_fixture(target)
     print(f"wrote {sorted(str(p.relative_to(target)) for p in parts(target))}")
+
+
+def test_compaction_skips_a_namespace_another_process_is_compacting(tmp_path):
+    from deapi_ds._cache import _LOCK_NAME
+
+    cache = ResultCache(tmp_path, compact_threshold=1000)
+    for b in range(4):
+        cache.write(EMB, BGE, pa.table({"key": make_keys(EMB, BGE, {}, [f"lock {b}"])}))
+    ns = next(tmp_path.rglob("part-*.parquet")).parent
+    (ns / _LOCK_NAME).write_text("")  # another process holds the lock
+    cache.compact()
+    assert len(parts(tmp_path)) == 4  # left alone, nothing merged twice
+    os.utime(ns / _LOCK_NAME, (time.time() - 3600, time.time() - 3600))  # a dead compactor's
+    cache.compact()
+    assert len(parts(tmp_path)) == 1 and not (ns / _LOCK_NAME).exists()
+    assert cache.info()["rows"].tolist() == [4]
