@@ -1060,7 +1060,9 @@ def test_two_processes_write_at_once_while_a_reader_reads(tmp_path):
     assert partial_reads >= 3  # the reader really ran while the writers were busy
     final = ResultCache(tmp_path)
     assert final.contains(EMB, BGE, flat).all()
-    assert len(parts(tmp_path)) <= 6
+    # automatic compaction kept the folder small: past the threshold (4) each writer compacts,
+    # unless the other one holds the compaction lock, then the next write past it does
+    assert len(parts(tmp_path)) <= 4 + 4
     assert final.info()["rows"].tolist() == [len(flat)]
 
 
