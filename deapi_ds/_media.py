@@ -51,6 +51,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "Chunk",
     "clip_audio",
+    "concat_audio",
     "MediaError",
     "MediaInfo",
     "extract_audio",
@@ -323,7 +324,9 @@ def probe(data: MediaInput, *, name: str | None = None) -> MediaInfo:
             meta = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             meta = container.duration / av.time_base
-        if fmt_name in _TRUSTED_DURATION and meta is not None and meta > 0:
+        # Opus metadata counts the encoder's pre-skip (6.5 ms a clip): decode and count instead
+        trusted = fmt_name in _TRUSTED_DURATION and ctx.name != "opus"
+        if trusted and meta is not None and meta > 0:
             # Cheap check that the audio decodes at all, then trust the metadata.
             if not any(frame.samples for frame in _first_frames(container, stream)):
                 raise MediaError(display, "no decodable audio (the audio stream is empty)")
@@ -531,6 +534,20 @@ def extract_audio(
             f"(the audio is {probe(data, name=display).duration:.3f} s long)."
         )
     return _encode(pcm, rate, key, bitrate)
+
+
+def concat_audio(parts: Sequence[bytes], fmt: str, *, name: str | None = None) -> bytes:
+    """Join encoded clips into one clip of ``fmt`` (mp3, wav, flac, opus, m4a).
+
+    Each part is decoded to PCM at the first part's sample rate, the samples are concatenated
+    and encoded once, so the result is one valid file lasting the sum of the parts.
+    """
+    if fmt not in _ENCODERS:
+        raise ValueError(f"Cannot encode {fmt!r}; use one of {sorted(_ENCODERS)}.")
+    label = name or f"part.{fmt}"
+    first, rate = _decode(parts[0], label)
+    pcm = [first] + [_decode(data, label, rate=rate)[0] for data in parts[1:]]
+    return _encode(np.concatenate(pcm, axis=1), rate, fmt, None)
 
 
 def clip_audio(

@@ -562,17 +562,10 @@ def estimate_speech(
 
 
 def _duration(audio: bytes, fmt: str) -> float | None:
-    """Seconds of an encoded clip (None when it cannot be measured).
-
-    Ogg/Opus is decoded and its samples counted: the container's duration also counts the
-    encoder's pre-skip (6.5 ms a clip), which would add up over the parts of a long text.
-    """
+    """Seconds of an encoded clip (None when it cannot be measured)."""
     if fmt == "pcm":
         return len(audio) / _PCM_BYTES_PER_SECOND
     try:
-        if fmt == "opus":
-            pcm, rate = _media._decode(audio, f"speech.{fmt}")
-            return pcm.shape[1] / rate
         return _media.probe(audio, name=f"speech.{fmt}").duration
     except (ValueError, OSError):
         return None
@@ -591,12 +584,7 @@ def join_audio(parts: Sequence[bytes], fmt: str) -> bytes:
         return b"".join(parts)
     if fmt not in _REENCODE:
         raise InvalidParameterError(f"Cannot join {fmt} clips; use one of {sorted(_REENCODE)}.")
-    name = f"part.{fmt}"
-    first, rate = _media._decode(parts[0], name)
-    pcm = [first]
-    for data in parts[1:]:
-        pcm.append(_media._decode(data, name, rate=rate)[0])
-    return _media._encode(np.concatenate(pcm, axis=1), rate, _REENCODE[fmt], None)
+    return _media.concat_audio(parts, _REENCODE[fmt])
 
 
 def _safe_name(text: str, limit: int = 40) -> str:

@@ -856,3 +856,29 @@ def test_parse_vtt_of_foreign_file():
         parse_vtt(format_srt(SEGMENTS))
     with pytest.raises(ValueError, match="bad cue timing on line 3"):
         parse_srt("1\nhello\n00:00:01 --> 00:00:02\nx\n")
+
+
+def test_probe_opus_duration_excludes_the_pre_skip():
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(48_000, dtype=np.float32), 48_000, format="OGG", subtype="OPUS")
+    assert _media.probe(buf.getvalue(), name="one_second.opus").duration == pytest.approx(
+        1.0, abs=0.001
+    )
+
+
+def test_concat_audio_lasts_the_sum_of_its_parts():
+    import io
+
+    import soundfile as sf
+
+    parts = []
+    for seconds in (0.5, 0.25, 1.0):
+        buf = io.BytesIO()
+        sf.write(buf, np.zeros(int(24_000 * seconds), dtype=np.float32), 24_000, format="WAV")
+        parts.append(buf.getvalue())
+    joined = _media.concat_audio(parts, "wav")
+    assert _media.probe(joined, name="joined.wav").duration == pytest.approx(1.75, abs=0.001)
