@@ -274,7 +274,6 @@ class Engine:
         self._concurrency: PerLoop[anyio.CapacityLimiter] = PerLoop(
             lambda: anyio.CapacityLimiter(self.max_concurrency)
         )
-        self.on_wait: Callable[[float | None], None] | None = None
         self._wait_listeners: list[Callable[[float | None], None]] = []
         self.attempts: collections.Counter[str] = collections.Counter()
 
@@ -310,8 +309,6 @@ class Engine:
         return remove
 
     def _relay_wait(self, seconds: float | None) -> None:
-        if self.on_wait is not None:
-            self.on_wait(seconds)
         for callback in list(self._wait_listeners):
             callback(seconds)
 

@@ -555,7 +555,7 @@ def test_429_wait_is_announced_once_and_shown_on_the_bar(caplog):
     clock = FakeClock()
     client = make_client(handler, clock=clock)
     bar: list[float | None] = []
-    client.engine.on_wait = bar.append
+    client.engine.add_wait_listener(bar.append)
     with caplog.at_level(logging.WARNING, logger="deapi_ds"):
         run(client.embeddings("x"))
     notices = [r.getMessage() for r in caplog.records if "waiting about" in r.getMessage()]
