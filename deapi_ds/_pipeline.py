@@ -685,6 +685,16 @@ async def run_task(
     return Outcome(run.status, run.errors, run.requests, stopped, run.writer.failed_rows)
 
 
+def quota_fields(settings: Any, endpoint: str) -> dict[str, int | None]:
+    """``daily_quota`` and ``quota_left`` for an estimate (None when the tier has none)."""
+    try:
+        from ._quota import quota_status  # optional until the ledger exists
+    except ImportError:
+        return {"daily_quota": None, "quota_left": None}
+    status = quota_status(endpoint, settings)
+    return {"daily_quota": status.limit, "quota_left": status.remaining}
+
+
 # --- after the run ---------------------------------------------------------------------------------
 
 

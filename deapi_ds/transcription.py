@@ -676,7 +676,7 @@ class _TranscribeTask(Task):
     returns) and stitched back."""
 
     name = TASK
-    endpoint = "transcriptions"
+    endpoint = "audio.transcriptions"
     cache_columns = None  # the whole record (file rows and chunk rows share the namespace)
     unit_name = "s"
 

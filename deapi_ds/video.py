@@ -913,7 +913,7 @@ def _check_video_params(
 
 
 async def agenerate_video(
-    prompt: Any,
+    data: Any,
     column: Any = None,
     *,
     model: str = DEFAULT_MODEL,
@@ -929,12 +929,12 @@ async def agenerate_video(
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
     progress: bool | None = None,
-) -> VideoJob | VideoJobs:
+) -> VideoJobs:
     """Generate videos from text prompts; jobs survive a kernel restart.
 
-    ``prompt`` is a str (returns a :class:`VideoJob`) or a list / Series / DataFrame with
-    ``column=`` (returns a :class:`VideoJobs` frame aligned with the input; the jobs run
-    concurrently). ``size`` is ``"WxH"`` and ``seconds`` the length; both are sent only when
+    ``data`` is a prompt (str), a list / Series, or a DataFrame with ``column=``; the result is
+    always a :class:`VideoJobs` frame aligned with the input (``.jobs[i]`` is row i's
+    :class:`VideoJob`); the jobs run concurrently. ``size`` is ``"WxH"`` and ``seconds`` the length; both are sent only when
     given (the server's defaults apply otherwise).
 
     Each job id is written to the cache the moment the job is created, keyed by prompt, model,
@@ -958,7 +958,7 @@ async def agenerate_video(
     ['ok', 'error']
     """
     _check_poll(poll, max_poll, backoff, timeout, "generate_video")
-    series, single = _prompts(prompt, column)
+    series, _ = _prompts(data, column)
     aclient = resolve_client(client)
     size_text, seconds_text = _check_video_params(aclient, model, size, seconds)
     store = resolve_cache(cache)
@@ -1015,8 +1015,6 @@ async def agenerate_video(
         for job in distinct:
             if job.ok and job.video is not None:
                 await job.adownload(folder)
-    if single:
-        return jobs[0]
     return VideoJobs(
         jobs,
         index=series.index,

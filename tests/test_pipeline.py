@@ -121,8 +121,10 @@ def test_partial_answers_keep_valid_items_and_reask_only_the_missing(scripted):
     texts = [f"text {i}" for i in range(8)]
     # missing 1, index 2 twice, an out-of-range index: 0 and 3..7 are kept
     script.append(
-        lambda v: [_item(0, v[0]), _item(2, v[2]), _item(2, v[3]), _item(99, v[1])]
-        + [_item(i, v[i]) for i in range(3, 8)]
+        lambda v: (
+            [_item(0, v[0]), _item(2, v[2]), _item(2, v[3]), _item(99, v[1])]
+            + [_item(i, v[i]) for i in range(3, 8)]
+        )
     )
     res = deapi_ds.embed(texts, cache=None)
     assert (res.status == "ok").all()
