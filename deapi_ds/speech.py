@@ -37,9 +37,10 @@ import pyarrow as pa
 from . import _media
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client
-from ._exceptions import CacheError, CacheWarning, InvalidParameterError, ResponseValidationError
+from ._exceptions import CacheError, CacheWarning, InvalidParameterError
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._speech_formats import fetch_speech
 from ._tasks import as_series, map_batches, resolve_client, syncify
 
 __all__ = [
@@ -786,7 +787,8 @@ async def aspeak(
     ``texts`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
     name or a list of them (texts x voices rows: a comparison table in one call; see
     :func:`voices`). ``response_format`` is one of the profile's formats (mp3, wav, flac, opus
-    for Kokoro per the seed document). Texts longer than ``max_chars`` (default: the model's
+    for Kokoro); a format the server does not return itself (deAPI today: anything but mp3) is
+    requested as mp3 and converted locally, with the same duration. Texts longer than ``max_chars`` (default: the model's
     limit in the profile) are split at sentence boundaries, and the parts are joined back into
     one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
     part is requested once and cached per (part, voice, format, speed, model); a rerun sends
@@ -853,14 +855,11 @@ async def aspeak(
 
     async def worker(key: str) -> tuple[bytes, float | None]:
         part, name = plan.parts[key]
-        result = await aclient.speech(
-            part, model=model, voice=name, response_format=plan.fmt, speed=plan.speed
+        # formats the server does not return itself come as mp3, converted locally
+        audio = await fetch_speech(
+            aclient, part, model=model, voice=name, fmt=plan.fmt, speed=plan.speed
         )
-        if not result.audio:
-            raise ResponseValidationError(
-                "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
-            )
-        return result.audio, _duration(result.audio, plan.fmt)
+        return audio, _duration(audio, plan.fmt)
 
     def on_done(
         key: str, result: tuple[bytes, float | None] | None, error: BaseException | None
