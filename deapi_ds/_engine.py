@@ -381,6 +381,9 @@ class Engine:
                     try:
                         result = await fn()
                     except APIStatusError as exc:
+                        quota_error = self._daily_quota_error(endpoint, exc)
+                        if quota_error is not None:  # no waiting, no retry: the day is over
+                            raise quota_error from exc
                         if isinstance(exc, RateLimitError) and exc.retry_after:
                             limiter.block_for(exc.retry_after)
                         headers = getattr(exc, "headers", None)
@@ -397,9 +400,6 @@ class Engine:
                                 "Raise it with set_config(max_retry_wait=...) to wait."
                             )
                             exc.args = (exc._format(),)
-                        quota_error = self._daily_quota_error(endpoint, exc)
-                        if quota_error is not None:
-                            raise quota_error from exc
                         raise
                     headers = getattr(result, "headers", None)
                     if headers:
@@ -434,15 +434,16 @@ class Engine:
         daily = any(w in f"{bucket} {exc.message}".lower() for w in ("daily", "per day", "rpd"))
         if wait is None and not daily:
             return None
-        resets_at = (
-            _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=wait) if wait is not None else None
-        )
         if self.quota is not None:
-            error = self.quota.server_spent(endpoint, exc, resets_at)
+            error = self.quota.server_spent(endpoint, exc, wait)
         else:
             error = QuotaExceededError(
                 endpoint,
-                resets_at=resets_at,
+                resets_at=(
+                    _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=wait)
+                    if wait is not None
+                    else None
+                ),
                 message=exc.message,
                 status_code=exc.status_code,
                 request_id=exc.request_id,

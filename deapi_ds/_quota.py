@@ -452,15 +452,15 @@ class QuotaGuard:
             raise self._error(bucket, limit, full.used) from None
 
     def server_spent(
-        self,
-        endpoint: str,
-        cause: Any,
-        resets_at: _dt.datetime | None = None,
+        self, endpoint: str, cause: Any, wait: float | None = None
     ) -> QuotaExceededError:
-        """The error for a server that said the quota is spent; remembered until ``resets_at``."""
+        """The error for a server that said the quota is spent (for ``wait`` seconds, or until
+        the next 00:00 UTC); later attempts of this client fail at once until then, and the
+        ledger tells the other processes."""
         bucket, limit = self.limit(endpoint)
         bucket = bucket or endpoint
-        resets_at = resets_at or next_utc_midnight(_now())
+        now = _now()
+        resets_at = now + _dt.timedelta(seconds=wait) if wait else next_utc_midnight(now)
         self._spent_until[bucket] = resets_at
         if limit is not None:
             try:
