@@ -18,16 +18,33 @@ import threading
 import warnings
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from . import _media
+from ._engine import PerLoop
 from ._exceptions import BadRequestError, ResponseValidationError, UnprocessableEntityError
 
 __all__ = ["fetch_speech", "forget_refusals", "wire_format"]
 
 FALLBACK = "mp3"
 _refused: dict[str, set[str]] = {}  # base URL -> formats it refused this session
+_confirmed: dict[str, set[str]] = {}  # base URL -> formats it answered this session
+_first_locks: dict[tuple[str, str], PerLoop[anyio.Lock]] = {}
 _lock = threading.Lock()
+
+
+def _confirmed_native(base_url: str, fmt: str) -> bool:
+    with _lock:
+        return fmt in _confirmed.get(base_url, ())
+
+
+def _first_request_lock(base_url: str, fmt: str) -> PerLoop[anyio.Lock]:
+    with _lock:
+        lock = _first_locks.get((base_url, fmt))
+        if lock is None:
+            lock = _first_locks[(base_url, fmt)] = PerLoop(anyio.Lock)
+        return lock
 
 
 def wire_format(aclient: Any, fmt: str) -> str:
@@ -42,6 +59,7 @@ def forget_refusals() -> None:
     """Forget the formats servers refused this session (tests; a server that changed)."""
     with _lock:
         _refused.clear()
+        _confirmed.clear()
 
 
 def _refuses_format(exc: Exception, fmt: str) -> bool:
@@ -90,7 +108,22 @@ async def fetch_speech(
     that a refusal of a format the profile thought native is retried once as mp3 (see the
     module docstring). An empty body raises :class:`~deapi_ds.ResponseValidationError`.
     """
+    base_url = aclient.settings.base_url
     wire = wire_format(aclient, fmt)
+    if wire != FALLBACK and not _confirmed_native(base_url, wire):
+        # the first request in a format the server has not answered yet goes alone: if the
+        # server refuses it, the requests waiting here go straight to mp3
+        async with _first_request_lock(base_url, wire).get():
+            wire = wire_format(aclient, fmt)
+            if wire != FALLBACK and not _confirmed_native(base_url, wire):
+                return await _ask(aclient, text, model, voice, fmt, wire, speed)
+    return await _ask(aclient, text, model, voice, fmt, wire, speed)
+
+
+async def _ask(
+    aclient: Any, text: str, model: str, voice: str, fmt: str, wire: str, speed: float | None
+) -> bytes:
+    base_url = aclient.settings.base_url
     try:
         result = await aclient.speech(
             text, model=model, voice=voice, response_format=wire, speed=speed
@@ -98,11 +131,14 @@ async def fetch_speech(
     except (BadRequestError, UnprocessableEntityError) as exc:
         if wire == FALLBACK or not _refuses_format(exc, wire):
             raise
-        _remember(aclient.settings.base_url, wire, exc)
+        _remember(base_url, wire, exc)
         wire = FALLBACK
         result = await aclient.speech(
             text, model=model, voice=voice, response_format=wire, speed=speed
         )
+    else:
+        with _lock:
+            _confirmed.setdefault(base_url, set()).add(wire)
     if not result.audio:
         raise ResponseValidationError(
             "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
