@@ -100,7 +100,8 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "DEAPI_DS_MAX_RETRY_WAIT": (
         "300",
-        "Longest `Retry-After` (seconds) honoured; a longer one raises `RateLimitError`.",
+        "Longest `Retry-After` (seconds) honoured; a longer one raises `QuotaExceededError` "
+        "(a `RateLimitError`).",
     ),
     "DEAPI_DS_PROGRESS": ("1", "`0` hides progress bars."),
     "DEAPI_DS_PROFILE": ("auto", "Provider profile: `deapi` or `openai-compatible` (auto: deapi)."),

@@ -406,9 +406,7 @@ class Engine:
                         limiter.update_from_headers(headers)
         return result
 
-    def _daily_quota_error(
-        self, endpoint: str, exc: APIStatusError
-    ) -> QuotaExceededError | None:
+    def _daily_quota_error(self, endpoint: str, exc: APIStatusError) -> QuotaExceededError | None:
         """A QuotaExceededError when a 429 means the day's quota is spent, else None.
 
         That is: a 429 asking to wait longer than ``max_retry_wait``, or one saying no request

@@ -130,9 +130,10 @@ def test_processes_share_one_count(tmp_path):
     env = {**os.environ, "DEAPI_DS_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(2)]
     for _ in range(40):
-        record_requests("embeddings", settings=deapi_ds.get_config(
-            base_url=DEAPI, tier="basic", cache_dir=str(tmp_path)
-        ))
+        record_requests(
+            "embeddings",
+            settings=deapi_ds.get_config(base_url=DEAPI, tier="basic", cache_dir=str(tmp_path)),
+        )
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     settings = deapi_ds.get_config(base_url=DEAPI, tier="basic", cache_dir=str(tmp_path))
     assert deapi_ds.quota_status("embeddings", settings=settings).used == 120
@@ -232,7 +233,10 @@ def test_server_verdict_is_written_to_the_ledger_for_other_processes(utc):
     "fault, quota",
     [
         (Fault(status=429, retry_after="86400"), True),
-        (Fault(status=429, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7200"}), True),
+        (
+            Fault(status=429, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7200"}),
+            True,
+        ),
         (Fault(status=429, body={"message": "Daily limit reached."}), True),
         (Fault(status=429, retry_after="1"), False),
     ],

@@ -67,10 +67,14 @@ def test_video_limit_applies_to_a_video_sent_whole():
 def _upload(emu: Emulator, name: str, size: int) -> int:
     boundary = "b0undary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nWhisperLargeV3\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + b"\0" * size + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nWhisperLargeV3\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + b"\0" * size
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     headers = {
         "Authorization": "Bearer dpn-sk-test",
         "Content-Type": f"multipart/form-data; boundary={boundary}",
@@ -135,7 +139,11 @@ def test_prices_for_every_task_with_their_date():
         ("audio.speech", "Kokoro", (("characters", 1_000_000), ("speed", 0.5))): 1.54,
         ("audio.transcriptions", "WhisperLargeV3", (("hours", 1), ("word_timestamps", True))): 0.05,
         ("audio.transcriptions", "WhisperLargeV3Ct2", (("hours", 1),)): 0.05,
-        ("audio.transcriptions", "WhisperLargeV3Ct2", (("seconds", 3600), ("diarize", True))): 0.075,
+        (
+            "audio.transcriptions",
+            "WhisperLargeV3Ct2",
+            (("seconds", 3600), ("diarize", True)),
+        ): 0.075,
         ("images.generations", "Flux1schnell", ()): 0.00136,
         ("images.generations", "Flux1schnell", (("size", "1024x1024"), ("steps", 8))): 0.01088,
         ("images.edits", "QwenImageEdit_Plus_NF4", (("n", 2),)): 0.0358,

@@ -35,9 +35,7 @@ def _asked_formats(emu: Emulator) -> list[str]:
         seen.append(req.json().get("response_format"))
         return original(req)
 
-    emu._routes = [
-        (m, p, ep, spy if ep == "audio.speech" else h) for m, p, ep, h in emu._routes
-    ]
+    emu._routes = [(m, p, ep, spy if ep == "audio.speech" else h) for m, p, ep, h in emu._routes]
     return seen
 
 
