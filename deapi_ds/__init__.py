@@ -29,11 +29,13 @@ from ._exceptions import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     ResponseValidationError,
     ServerError,
     UnprocessableEntityError,
 )
+from ._quota import QuotaStatus, quota_status
 from ._version import __version__
 from .embeddings import (
     EmbeddingResult,
@@ -82,6 +84,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
+    "QuotaStatus",
     "RateLimitError",
     "ResponseValidationError",
     "ResultCache",
@@ -115,6 +119,7 @@ __all__ = [
     "get_config",
     "image_grid",
     "models",
+    "quota_status",
     "reset_config",
     "search",
     "set_config",

@@ -105,6 +105,7 @@ _FORWARDED = (
     "max_retry_wait",
     "max_concurrency",
     "profile",
+    "limits",
     "max_upload_mb",
     "allow_insecure_http",
     "user_agent_extra",

@@ -39,7 +39,7 @@ from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client
 from ._common import is_missing
 from ._estimate import Estimate
-from ._exceptions import InvalidParameterError, ResponseValidationError
+from ._exceptions import InvalidParameterError
 from ._pipeline import (
     CACHED,
     Answer,
@@ -52,6 +52,7 @@ from ._pipeline import (
 )
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._speech_formats import fetch_speech
 from ._tasks import resolve_client, syncify
 
 __all__ = [
@@ -776,7 +777,8 @@ async def aspeak(
     ``data`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
     name or a list of them (texts x voices rows: a comparison table in one call; see
     :func:`voices`). ``response_format`` is one of the profile's formats (mp3, wav, flac, opus
-    for Kokoro per the seed document). Texts longer than ``max_chars`` (default: the model's
+    for Kokoro); a format the server does not return itself (deAPI today: anything but mp3) is
+    requested as mp3 and converted locally, with the same duration. Texts longer than ``max_chars`` (default: the model's
     limit in the profile) are split at sentence boundaries, and the parts are joined back into
     one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
     part is requested once and cached per (part, voice, format, speed, model); a rerun sends
@@ -853,14 +855,16 @@ class _SpeechTask(Task):
     async def call(self, ids: np.ndarray) -> Answer:
         key = self._keys[int(ids[0])]
         part, name = self.plan.parts[key]
-        result = await self.aclient.speech(
-            part, model=self.model, voice=name, response_format=self.plan.fmt, speed=self.plan.speed
+        # formats the server does not return itself come as mp3, converted locally
+        audio = await fetch_speech(
+            self.aclient,
+            part,
+            model=self.model,
+            voice=name,
+            fmt=self.plan.fmt,
+            speed=self.plan.speed,
         )
-        if not result.audio:
-            raise ResponseValidationError(
-                "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
-            )
-        return Answer(ids, [(result.audio, _duration(result.audio, self.plan.fmt))])
+        return Answer(ids, [(audio, _duration(audio, self.plan.fmt))])
 
     def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
         durations = (

@@ -17,9 +17,9 @@ How a call works:
 3. Missing files are probed locally (duration, audio stream; non-audio and corrupt files become
    error rows), then reduced to what must be uploaded by :func:`deapi_ds._media.prepare_upload`:
    a video becomes its audio track when that is smaller, and anything still over the upload
-   limit (the provider profile's, 80 MB on deAPI; ``max_upload_mb=`` or the ``max_upload_mb``
-   setting override it) is split into chunks. Chunks are sent concurrently (the engine keeps the
-   rate limit), each cached as it returns, and stitched back with timestamps offset to the
+   limit (the provider profile's: on deAPI 20 MB audio / 50 MB video today, 80 MB with
+   ``limits="seed"``; ``max_upload_mb=`` or the ``max_upload_mb`` setting override it) is
+   split into chunks. Chunks are sent concurrently (the engine keeps the rate limit), each cached as it returns, and stitched back with timestamps offset to the
    original file and the overlap de-duplicated.
 4. The progress bar counts audio seconds (with an ETA); cached files count at once.
 
@@ -646,9 +646,10 @@ def _resolve_options(
             raise InvalidParameterError(
                 f"The 'max_upload_mb' parameter of {func}() must be a positive number of megabytes. Got {max_upload_mb!r}."
             )
-        max_bytes = int(max_upload_mb * 1024 * 1024)
-    else:
+        max_bytes = max_video_bytes = int(max_upload_mb * 1024 * 1024)
+    else:  # the limits in force (today: 20 MB audio / 50 MB video; seed: 80 MB)
         max_bytes = profile.max_upload_bytes or 2**62
+        max_video_bytes = profile.max_video_upload_bytes or max_bytes
     limit = aclient.engine.max_concurrency
     if concurrency is not None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -663,6 +664,7 @@ def _resolve_options(
         "requested_format": requested_format,
         "word_timestamps": word_timestamps,
         "max_bytes": max_bytes,
+        "max_video_bytes": max_video_bytes,
         "concurrency": limit,
         "settings": settings,
         "model_verbose": mp is None or mp.verbose_json,
@@ -823,6 +825,7 @@ class _TranscribeTask(Task):
                     data,
                     name=name,
                     max_bytes=self.opts["max_bytes"],
+                    max_video_bytes=self.opts["max_video_bytes"],
                     info=lead.info,
                 ),
                 limiter=self.cpu_limit,
@@ -1203,8 +1206,9 @@ async def atranscribe(
       ``"json"`` or ``"text"`` (text only).
     - ``word_timestamps``: None = when the model offers them; True asks for them (an error
       before any request for a model without them); False never.
-    - ``max_upload_mb``: the upload limit (default: the provider profile's, 80 MB on deAPI, or
-      the ``max_upload_mb`` setting). Larger files are split and stitched.
+    - ``max_upload_mb``: the upload limit (default: the provider profile's, on deAPI 20 MB
+      per audio file and 50 MB per video today, 80 MB with ``limits="seed"``, or the
+      ``max_upload_mb`` setting). Larger files are split and stitched.
     - ``cache``: unset = the configured cache; None = off; a folder. Keys use the file's bytes.
     - ``concurrency``: uploads in flight at once for this call (default: the client's).
     - ``keep_audio``: keep the bytes of files up to 25 MB in memory for
