@@ -37,19 +37,31 @@ from ._exceptions import (
 )
 from ._quota import QuotaStatus, quota_status
 from ._version import __version__
+from ._estimate import Estimate
 from .embeddings import (
     EmbeddingResult,
     EmbeddingTransformer,
-    Estimate,
     aembed,
     aestimate,
+    aestimate_embed,
     embed,
     estimate,
+    estimate_embed,
 )
-from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
+from .images import (
+    ImageResult,
+    aedit_images,
+    aestimate_edit_images,
+    aestimate_generate_images,
+    agenerate_images,
+    edit_images,
+    estimate_edit_images,
+    estimate_generate_images,
+    generate_images,
+)
 from .plotting import image_grid
 from .search import SearchIndex, search, top_k
-from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
+from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
 from .testing import emulated
 from .transcription import (
     TranscriptionResult,
@@ -101,6 +113,9 @@ __all__ = [
     "aedit_images",
     "aembed",
     "aestimate",
+    "aestimate_edit_images",
+    "aestimate_embed",
+    "aestimate_generate_images",
     "agenerate_images",
     "agenerate_video",
     "amodels",
@@ -113,6 +128,10 @@ __all__ = [
     "embed",
     "emulated",
     "estimate",
+    "estimate_edit_images",
+    "estimate_embed",
+    "estimate_generate_images",
+    "estimate_speak",
     "estimate_speech",
     "generate_images",
     "generate_video",

@@ -749,6 +749,7 @@ def _estimate(task: _EmbedTask, store: Any, settings: Any, profile: Any, mp: Any
     missing = np.flatnonzero(~have)
     requests = len(task.pack(missing)) if len(missing) else 0
     tokens = int(plan.unit_tokens[missing].sum()) if len(missing) else 0
+    price = profile.price(TASK, task.model, tokens=tokens) if mp is not None else None
     return Estimate(
         func="embed",
         model=task.model,
@@ -760,9 +761,8 @@ def _estimate(task: _EmbedTask, store: Any, settings: Any, profile: Any, mp: Any
         requests=requests,
         quantity=tokens,
         unit="tokens",
-        cost_usd=(
-            tokens / 1000 * mp.price_per_1k_tokens if mp and mp.price_per_1k_tokens else None
-        ),
+        cost_usd=price.usd if price is not None else None,
+        price_note=price.note if price is not None else None,
         rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
         concurrency=settings.max_concurrency,
         **quota_fields(settings, task.endpoint),

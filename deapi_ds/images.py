@@ -1529,19 +1529,23 @@ def _images_estimate(g: dict[str, Any]) -> Estimate:
     by_model: dict[str, list[_Unit]] = {}
     for unit in units:
         by_model.setdefault(unit.model, []).append(unit)
-    requests, missing_count, cost, priced = 0, 0, 0.0, True
+    requests, missing_count, cost, priced, note = 0, 0, 0.0, True, None
     for model, members in by_model.items():
         have = store.contains(task, model, [u.key for u in members])
         missing = [u for u, hit in zip(members, have, strict=True) if not hit]
         missing_count += len(missing)
-        mp = profile.model(model)
         requests += len(
             _plan_requests(missing, lambda m: _max_per_request(profile.model(m), profile))
         )
-        if mp is not None and mp.price_per_image is not None:
-            cost += len(missing) * mp.price_per_image
-        elif missing:
-            priced = False
+        for unit in missing:
+            quote = profile.price(
+                task, model, n=1, size=unit.size or "512x512", steps=g["step_count"]
+            )
+            if quote is None:
+                priced = False
+            else:
+                cost += quote.usd
+                note = quote.note
     rows = g["rows"]
     models = list(by_model) or ["?"]
     return Estimate(
@@ -1556,7 +1560,7 @@ def _images_estimate(g: dict[str, Any]) -> Estimate:
         quantity=missing_count,
         unit="images",
         cost_usd=cost if priced else None,
-        price_note="reference price per image" if priced and missing_count else None,
+        price_note=note if priced else None,
         rpm=settings.rpm_for(task) or profile.rpm_for(task, settings.effective_tier),
         concurrency=settings.max_concurrency,
         **quota_fields(settings, task),

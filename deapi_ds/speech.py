@@ -474,6 +474,7 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
         }
     )
     settings = _current_settings()
+    quote = get_profile(settings).price(TASK, plan.model, characters=billable, speed=plan.speed)
     return Estimate(
         func="speak",
         model=plan.model,
@@ -485,7 +486,8 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
         requests=len(todo),
         quantity=billable,
         unit="characters",
-        cost_usd=None if price is None else billable * price / 1e6,
+        cost_usd=None if quote is None else quote.usd,
+        price_note=None if quote is None else quote.note,
         rpm=settings.rpm_for(TASK) or get_profile(settings).rpm_for(TASK, settings.effective_tier),
         concurrency=settings.max_concurrency,
         details=frame,
