@@ -11,6 +11,7 @@ from ._cache import ResultCache
 from ._catalog import amodels, models, use_emulator
 from ._client import AsyncClient, Client
 from ._config import Settings, config_context, get_config, reset_config, set_config
+from ._estimate import Estimate
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -37,7 +38,6 @@ from ._exceptions import (
 )
 from ._quota import QuotaStatus, quota_status
 from ._version import __version__
-from ._estimate import Estimate
 from .embeddings import (
     EmbeddingResult,
     EmbeddingTransformer,
