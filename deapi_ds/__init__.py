@@ -65,12 +65,23 @@ from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak
 from .testing import emulated
 from .transcription import (
     TranscriptionResult,
+    aestimate_transcribe,
+    aestimate_transcribe_folder,
     atranscribe,
     atranscribe_folder,
+    estimate_transcribe,
+    estimate_transcribe_folder,
     transcribe,
     transcribe_folder,
 )
-from .video import VideoJob, VideoJobs, agenerate_video, generate_video
+from .video import (
+    VideoJob,
+    VideoJobs,
+    aestimate_generate_video,
+    agenerate_video,
+    estimate_generate_video,
+    generate_video,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -116,6 +127,9 @@ __all__ = [
     "aestimate_edit_images",
     "aestimate_embed",
     "aestimate_generate_images",
+    "aestimate_generate_video",
+    "aestimate_transcribe",
+    "aestimate_transcribe_folder",
     "agenerate_images",
     "agenerate_video",
     "amodels",
@@ -131,8 +145,11 @@ __all__ = [
     "estimate_edit_images",
     "estimate_embed",
     "estimate_generate_images",
+    "estimate_generate_video",
     "estimate_speak",
     "estimate_speech",
+    "estimate_transcribe",
+    "estimate_transcribe_folder",
     "generate_images",
     "generate_video",
     "get_config",

@@ -56,20 +56,33 @@ from ._client import AsyncClient, Client, Transcription
 from ._common import is_missing
 from ._config import get_config
 from ._engine import RetryPolicy
+from ._estimate import Estimate
 from ._exceptions import (
     CacheError,
     InvalidParameterError,
     ResponseValidationError,
 )
-from ._pipeline import FATAL_ERRORS, Answer, Progress, Task, check_outcome, run_task
+from ._pipeline import (
+    FATAL_ERRORS,
+    Answer,
+    Progress,
+    Task,
+    check_outcome,
+    quota_fields,
+    run_task,
+)
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame
 from ._tasks import resolve_client, syncify
 
 __all__ = [
     "TranscriptionResult",
+    "aestimate_transcribe",
+    "aestimate_transcribe_folder",
     "atranscribe",
     "atranscribe_folder",
+    "estimate_transcribe",
+    "estimate_transcribe_folder",
     "transcribe",
     "transcribe_folder",
 ]
@@ -978,7 +991,8 @@ async def _run(
     concurrency: int | None,
     keep_audio: bool,
     meta: dict[str, Any],
-) -> TranscriptionResult:
+    estimate: bool = False,
+) -> TranscriptionResult | Estimate:
     aclient = resolve_client(client)
     opts = _resolve_options(
         aclient, client, model=model, language=language, response_format=response_format,
@@ -996,6 +1010,8 @@ async def _run(
     task = _TranscribeTask(
         list(groups.values()), func=func, aclient=aclient, store=store, opts=opts, params=params
     )
+    if estimate:
+        return await _estimate(task, items, store)
     show = opts["settings"].progress if progress is None else bool(progress)
     bar = Progress(0, desc=f"transcribe {model}", unit="s", show=show, engine=aclient.engine)
     task.bar = _AudioBar(bar)
@@ -1025,6 +1041,47 @@ async def _run(
     result = _assemble(items, index, model=model, meta=meta, kept=kept)
     local = np.array([it.status == "error" and it.pos not in sent_failed for it in items], bool)
     return check_outcome(result, func=func, frame=result.files, input_failed=local)
+
+
+async def _estimate(task: _TranscribeTask, items: list[_Item], store: Any) -> Estimate:
+    """Audio seconds, requests and cost of the files not in the cache (probed locally: the
+    durations are exact; nothing is sent)."""
+    keys = task.keys()
+    have = store.contains(TASK, task.model, keys) if keys else np.zeros(0, bool)
+    todo = [g for g, hit in zip(task.groups, have, strict=True) if not hit]
+    limit = anyio.CapacityLimiter(2)
+    async with anyio.create_task_group() as tg:
+        for group in todo:
+            tg.start_soon(
+                functools.partial(anyio.to_thread.run_sync, task._probe_one, group, limiter=limit)
+            )
+    sendable = [g for g in todo if g[0].status != "error"]
+    seconds = float(sum(g[0].duration or 0.0 for g in sendable))
+    max_bytes = task.opts["max_bytes"]
+    requests = sum(max(1, -(-(g[0].size or 0) // max_bytes)) for g in sendable)
+    settings = task.opts["settings"]
+    profile = get_profile(settings)
+    quote = profile.price(
+        TASK, task.model, seconds=seconds, word_timestamps=bool(task.opts["word_timestamps"])
+    )
+    return Estimate(
+        func=task.func,
+        model=task.model,
+        rows=len(items),
+        unique=len(task.groups),
+        cached=int(np.count_nonzero(have)),
+        empty=sum(1 for it in items if it.status == "skipped"),
+        errors=sum(1 for it in items if it.status == "error"),
+        requests=requests,
+        quantity=round(seconds, 1),
+        unit="audio seconds",
+        cost_usd=None if quote is None else quote.usd,
+        price_note=None if quote is None else quote.note,
+        rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
+        concurrency=task.opts["concurrency"],
+        **quota_fields(settings, TASK),
+        extra={"hours": seconds / 3600},
+    )
 
 
 class _AudioBar:
@@ -1227,38 +1284,11 @@ async def atranscribe(
     )  # fmt: skip
 
 
-async def atranscribe_folder(
-    path: str | os.PathLike[str],
-    *,
-    pattern: str = "*",
-    recursive: bool = True,
-    extensions: Iterable[str] | None = None,
-    include_hidden: bool = False,
-    model: str = "WhisperLargeV3",
-    language: str | None = None,
-    response_format: str = "verbose_json",
-    word_timestamps: bool | None = None,
-    max_upload_mb: float | None = None,
-    client: Client | AsyncClient | None = None,
-    cache: Any = USE_DEFAULT,
-    progress: bool | None = None,
-    concurrency: int | None = None,
-    keep_audio: bool = False,
-) -> TranscriptionResult:
-    """Transcribe every audio and video file in a folder: one ``files`` row per file, always.
-
-    Files are listed in sorted order of their path relative to ``path`` (that relative path is
-    the ``file`` column, which ``segments`` and ``words`` join on). ``pattern`` is matched
-    against the file name (or against the relative path when it contains ``/``);
-    ``extensions`` defaults to the audio and video containers the API takes (``.mp3``,
-    ``.wav``, ``.flac``, ``.m4a``, ``.ogg``, ``.opus``, ``.webm``, ``.mp4``, ``.mov``, ...);
-    files with other extensions are not listed (``result.meta["ignored"]`` counts them).
-    Hidden files and folders are skipped unless ``include_hidden=True``; symbolic links are
-    followed and every real folder is walked once. Other options as in :func:`transcribe`.
-
-    >>> res = await deapi_ds.atranscribe_folder("interviews", pattern="*.mp3")  # doctest: +SKIP
-    """
-    root = os.fspath(path)
+async def _folder_items(
+    data: Any, *, pattern: str, recursive: bool, extensions: Any, include_hidden: bool
+) -> tuple[list[_Item], dict[str, Any]]:
+    """The files of a folder as items (sorted by relative path) and the walk's facts."""
+    root = os.fspath(data)
     if not os.path.exists(root):
         raise InvalidParameterError(f"transcribe_folder(): the folder {root!r} does not exist.")
     if not os.path.isdir(root):
@@ -1291,18 +1321,128 @@ async def atranscribe_folder(
         _Item(pos, rel, path=full, name=os.path.basename(rel))
         for pos, (rel, full) in enumerate(found)
     ]
+    meta = {
+        "source": "folder",
+        "root": root,
+        "ignored": ignored,
+        "unlisted": [str(e.filename) for e in unlisted],
+    }
+    return items, meta
+
+
+async def atranscribe_folder(
+    data: str | os.PathLike[str],
+    *,
+    pattern: str = "*",
+    recursive: bool = True,
+    extensions: Iterable[str] | None = None,
+    include_hidden: bool = False,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+    concurrency: int | None = None,
+    keep_audio: bool = False,
+) -> TranscriptionResult:
+    """Transcribe every audio and video file in a folder: one ``files`` row per file, always.
+
+    Files are listed in sorted order of their path relative to ``path`` (that relative path is
+    the ``file`` column, which ``segments`` and ``words`` join on). ``pattern`` is matched
+    against the file name (or against the relative path when it contains ``/``);
+    ``extensions`` defaults to the audio and video containers the API takes (``.mp3``,
+    ``.wav``, ``.flac``, ``.m4a``, ``.ogg``, ``.opus``, ``.webm``, ``.mp4``, ``.mov``, ...);
+    files with other extensions are not listed (``result.meta["ignored"]`` counts them).
+    Hidden files and folders are skipped unless ``include_hidden=True``; symbolic links are
+    followed and every real folder is walked once. Other options as in :func:`transcribe`.
+
+    >>> res = await deapi_ds.atranscribe_folder("interviews", pattern="*.mp3")  # doctest: +SKIP
+    """
+    items, meta = await _folder_items(
+        data,
+        pattern=pattern,
+        recursive=recursive,
+        extensions=extensions,
+        include_hidden=include_hidden,
+    )
     return await _run(
         items, pd.RangeIndex(len(items)), func="transcribe_folder", model=model,
         language=language, response_format=response_format, word_timestamps=word_timestamps,
         max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
-        concurrency=concurrency, keep_audio=keep_audio,
-        meta={"source": "folder", "root": root, "ignored": ignored,
-              "unlisted": [str(e.filename) for e in unlisted]},
+        concurrency=concurrency, keep_audio=keep_audio, meta=meta,
     )  # fmt: skip
 
 
 transcribe = syncify(atranscribe)
 transcribe_folder = syncify(atranscribe_folder)
+
+
+async def aestimate_transcribe(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`transcribe` would send (async twin of :func:`estimate_transcribe`)."""
+    series = _as_series(data, column, "estimate_transcribe")
+    items = _items_from_series(series)
+    return await _run(
+        items, series.index, func="transcribe", model=model, language=language,
+        response_format=response_format, word_timestamps=word_timestamps,
+        max_upload_mb=max_upload_mb, client=client, cache=cache, progress=False,
+        concurrency=None, keep_audio=False, meta={}, estimate=True,
+    )  # fmt: skip
+
+
+async def aestimate_transcribe_folder(
+    data: str | os.PathLike[str],
+    *,
+    pattern: str = "*",
+    recursive: bool = True,
+    extensions: Iterable[str] | None = None,
+    include_hidden: bool = False,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`transcribe_folder` would send (async twin of
+    :func:`estimate_transcribe_folder`)."""
+    items, _ = await _folder_items(
+        data,
+        pattern=pattern,
+        recursive=recursive,
+        extensions=extensions,
+        include_hidden=include_hidden,
+    )
+    return await _run(
+        items, pd.RangeIndex(len(items)), func="transcribe_folder", model=model,
+        language=language, response_format=response_format, word_timestamps=word_timestamps,
+        max_upload_mb=max_upload_mb, client=client, cache=cache, progress=False,
+        concurrency=None, keep_audio=False, meta={}, estimate=True,
+    )  # fmt: skip
+
+
+estimate_transcribe = syncify(aestimate_transcribe)
+estimate_transcribe.__doc__ = """What :func:`transcribe` would send: an :class:`~deapi_ds.Estimate` of
+audio seconds (files are read and probed locally, so durations are exact), requests, cost at
+the reference price per audio hour (x1.5 for word timestamps on models that charge for them),
+time and days of daily quota. Same arguments as :func:`transcribe`; nothing is sent."""
+estimate_transcribe_folder = syncify(aestimate_transcribe_folder)
+estimate_transcribe_folder.__doc__ = """What :func:`transcribe_folder` would send (see
+:func:`estimate_transcribe`). Same arguments as :func:`transcribe_folder`; nothing is sent."""
 
 
 # --------------------------------------------------------------------------------------------

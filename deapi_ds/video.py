@@ -43,6 +43,7 @@ import pyarrow as pa
 from ._cache import USE_DEFAULT, NullCache, make_key, resolve_cache
 from ._client import AsyncClient, Client, Video
 from ._common import is_missing
+from ._estimate import Estimate
 from ._exceptions import (
     InvalidParameterError,
     JobFailedError,
@@ -57,12 +58,21 @@ from ._pipeline import (
     Task,
     as_series,
     map_batches,
+    quota_fields,
     run_task,
 )
+from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
 from ._tasks import resolve_client, syncify
 
-__all__ = ["VideoJob", "VideoJobs", "agenerate_video", "generate_video"]
+__all__ = [
+    "VideoJob",
+    "VideoJobs",
+    "aestimate_generate_video",
+    "agenerate_video",
+    "estimate_generate_video",
+    "generate_video",
+]
 
 TASK = "videos"
 DEFAULT_MODEL = "Ltx2_3_22B_Dist_INT8"
@@ -1023,3 +1033,69 @@ async def agenerate_video(
 
 
 generate_video = syncify(agenerate_video)
+
+
+async def aestimate_generate_video(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    size: str | None = None,
+    seconds: float | str | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`generate_video` would send (async twin of :func:`estimate_generate_video`)."""
+    series, _ = _prompts(data, column)
+    aclient = resolve_client(client)
+    size_text, seconds_text = _check_video_params(aclient, model, size, seconds)
+    store = resolve_cache(cache)
+    params = {"size": size_text, "seconds": seconds_text}
+    values = series.tolist()
+    empty = sum(1 for v in values if is_missing(v) or not str(v).strip())
+    keys = list(
+        dict.fromkeys(
+            make_key(TASK, model, params, v)
+            for v in values
+            if not (is_missing(v) or not str(v).strip())
+        )
+    )
+    found = store.lookup(TASK, model, keys, columns=["video"]) if keys else None
+    done = (
+        sum(1 for v in found.column("video").to_pylist() if v)
+        if found is not None and found.num_rows
+        else 0
+    )
+    todo = len(keys) - done
+    settings = aclient.settings
+    profile = get_profile(settings)
+    quote = profile.price(
+        TASK,
+        model,
+        seconds=float(seconds_text) if seconds_text else 2,
+        size=size_text or "256x256",
+    )
+    return Estimate(
+        func="generate_video",
+        model=model,
+        rows=len(values),
+        unique=len(keys),
+        cached=done,
+        empty=empty,
+        errors=0,
+        requests=todo,
+        quantity=todo,
+        unit="videos",
+        cost_usd=None if quote is None else quote.usd * todo,
+        price_note=None if quote is None else quote.note,
+        rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
+        concurrency=settings.max_concurrency,
+        **quota_fields(settings, TASK),
+    )
+
+
+estimate_generate_video = syncify(aestimate_generate_video)
+estimate_generate_video.__doc__ = """What :func:`generate_video` would send: an
+:class:`~deapi_ds.Estimate` (video jobs to create, cost at the reference price, days of daily
+quota). Recorded jobs and cached videos are not counted. Same arguments as
+:func:`generate_video`; nothing is sent."""
