@@ -229,7 +229,7 @@ class ImageResult(ResultFrame):
 
     # display -----------------------------------------------------------------------------------
     def _items(self, label: str | Callable[[Mapping[str, Any]], str] | None) -> list[dict]:
-        from .display import format_label
+        from ._result import format_label
 
         items = []
         for rec in self.frame.to_dict("records"):
@@ -259,7 +259,7 @@ class ImageResult(ResultFrame):
 
         >>> out.grid(col_wrap=3, label="{model} s={seed}")   # doctest: +SKIP
         """
-        from .display import image_grid_html
+        from ._result import image_grid_html
 
         if len(self.frame) == 0:
             return ImageGrid('<p style="color:#666">No images.</p>', 0)
@@ -301,7 +301,7 @@ class ImageResult(ResultFrame):
 
         >>> fig = out.plot(row="prompt", col="seed")   # doctest: +SKIP
         """
-        from .plotting import image_grid
+        from ._result import image_grid
 
         if label is None and row is None and col is None:
             label = default_caption
@@ -1167,7 +1167,7 @@ def _load_one(value: Any, where: str, j: int) -> tuple[str, bytes]:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"image_{j}", bytes(value)
     if isinstance(value, np.ndarray):
-        from .display import _open_image
+        from ._result import open_image as _open_image
 
         value = _open_image(value)
     if isinstance(value, Image.Image):

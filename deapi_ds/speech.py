@@ -666,7 +666,7 @@ class SpeechResult(ResultFrame):
         return _Comparison(wide, meta=self.meta)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .display import frame_html
+        from ._result import frame_html
 
         html = frame_html(self.frame, media=dict(self.media), max_media_bytes=INLINE_AUDIO_BUDGET)
         return {"text/plain": repr(self), "text/html": f"<p>{self.summary()}</p>{html}"}
