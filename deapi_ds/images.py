@@ -81,6 +81,7 @@ from ._pipeline import (
     check_outcome,
     quota_fields,
     run_task,
+    text_problem,
 )
 from ._profiles import ModelProfile, ProviderProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame
@@ -720,6 +721,8 @@ def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:
             "InvalidParameterError",
             f"The prompt must be a string. Got {type(prompt).__name__}: {prompt!r}.",
         )
+    if (problem := text_problem(prompt)) is not None:
+        return ("error", "InvalidText", f"The prompt {problem}.")
     return None
 
 
@@ -907,6 +910,14 @@ async def _run(
     return requests
 
 
+def _shown(prompt: Any) -> str | None:
+    """The prompt as the result shows it (lone surrogates escaped: a string column needs UTF-8)."""
+    if is_missing(prompt):
+        return None
+    text = prompt if isinstance(prompt, str) else str(prompt)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) -> ImageResult:
     records = []
     for r in rows:
@@ -923,9 +934,7 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
             size = f"{width}x{height}"
         rec = {
             "row": r.row,
-            "prompt": r.prompt
-            if isinstance(r.prompt, str)
-            else (None if is_missing(r.prompt) else str(r.prompt)),
+            "prompt": _shown(r.prompt),
             "model": r.model,
             "size": size,
             "seed": r.seed,

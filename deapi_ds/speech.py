@@ -49,6 +49,7 @@ from ._pipeline import (
     check_outcome,
     quota_fields,
     run_task,
+    text_problem,
 )
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
@@ -339,6 +340,10 @@ def _texts(texts: Any, column: Any, func: str) -> pd.Series:
                 f"Row {series.index[position]!r} of the texts given to {func}() is a "
                 f"{type(value).__name__} ({value!r}), not a str. Convert the column with "
                 ".astype('string') first."
+            )
+        if isinstance(value, str) and (problem := text_problem(value)) is not None:
+            raise InvalidParameterError(
+                f"Row {series.index[position]!r} of the texts given to {func}() {problem}."
             )
     return series
 
