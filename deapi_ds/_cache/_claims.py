@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import filelock
 import numpy as np
+import pandas as pd
 
 from ._keys import _Keys, _to_keys
 from ._storage import meta_dir, owner_alive, owner_of
@@ -80,18 +81,19 @@ class ClaimBoard:
     def __init__(self, root: str) -> None:
         self.root = root
         self._files: dict[str, np.ndarray] = {}  # claim file path -> first 64 bits of its keys
+        self._held_index: tuple[tuple[str, frozenset[str]], pd.Index] | None = None
 
     def _folder(self, task_dir: str, model_dir: str) -> str:
         return os.path.join(meta_dir(self.root, task_dir, model_dir), "claims")
 
     def _held(self, folder: str, keys: _Keys, me: str) -> np.ndarray:
         """Mask of ``keys`` that a live claim of another process holds (dead claims are removed)."""
-        held = np.zeros(len(keys), dtype=bool)
         try:
             names = [n for n in os.listdir(folder) if n.endswith(_SUFFIX)]
         except FileNotFoundError:
-            return held
+            names = []
         alive: dict[str, bool] = {}
+        live: list[str] = []
         for name in names:
             owner = name.split("-", 1)[0]
             if owner == me:
@@ -101,23 +103,29 @@ class ClaimBoard:
             path = os.path.join(folder, name)
             if not alive[owner]:
                 _unlink(path)
-                self._files.pop(path, None)
-                continue
-            his = self._files.get(path)
-            if his is None:
-                try:
-                    raw = np.fromfile(path, dtype="<u8")
-                except FileNotFoundError:
-                    continue  # released meanwhile
-                his = raw[: len(raw) // 2]
-                self._files[path] = his
-            # Matching the first 64 bits: a clash (~1e-19 per pair) only makes a row wait.
-            held |= np.isin(keys.hi, his)
+            elif path in self._files or self._read(path):
+                live.append(path)
         listed = {os.path.join(folder, n) for n in names}
         for gone in [p for p in list(self._files) if os.path.dirname(p) == folder]:
-            if gone not in listed:
+            if gone not in listed or gone not in live:
                 self._files.pop(gone, None)
-        return held
+        if not live:
+            return np.zeros(len(keys), dtype=bool)
+        ident = (folder, frozenset(live))
+        held = self._held_index
+        if held is None or held[0] != ident:
+            # Matching the first 64 bits: a clash (~1e-19 per pair) only makes a row wait.
+            index = pd.Index(np.unique(np.concatenate([self._files[p] for p in live])))
+            held = self._held_index = (ident, index)
+        return held[1].get_indexer(keys.hi) >= 0
+
+    def _read(self, path: str) -> bool:
+        try:
+            raw = np.fromfile(path, dtype="<u8")
+        except FileNotFoundError:
+            return False  # released meanwhile
+        self._files[path] = raw[: len(raw) // 2]
+        return True
 
     def claim(self, task_dir: str, model_dir: str, keys: Sequence[str]) -> Claim:
         k = _to_keys(keys)

@@ -255,8 +255,8 @@ class _LocalStore:
         tag = f"{owner.id}-" if owner is not None else ""
         tmp = os.path.join(folder, f"{_TMP_PREFIX}{tag}{uuid.uuid4().hex}.parquet")
         for attempt in range(5):
-            os.makedirs(folder, exist_ok=True)
             try:
+                os.makedirs(folder, exist_ok=True)
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
                 return tmp
             except FileNotFoundError:
