@@ -143,3 +143,33 @@ def test_embed_rerun_after_corruption_recomputes_the_same_vectors(tmp_path, emul
     fresh = deapi_ds.embed(texts, cache=None, max_inputs=40)
     np.testing.assert_array_equal(again.matrix, fresh.matrix)
     np.testing.assert_array_equal(again.matrix, first.matrix)
+
+
+def test_a_damaged_footer_is_caught_before_pyarrow_reads_it(tmp_path):
+    """Bits flipped across the parquet footer: never a crash, a wrong row or an exception.
+
+    Some damaged footers abort the whole process inside pyarrow; the footer's CRC32 is in the
+    file name (``part-<time>-<...c...><crc>.parquet``) and checked before pyarrow parses it.
+    """
+    import struct
+
+    cache = ResultCache(tmp_path)
+    keys, m = _write(cache, "footer", 8, 4)
+    target = _newest_part(tmp_path)
+    assert target.name[5 + 22 + 1 + 12] == "c"  # a checked name
+    orig = target.read_bytes()
+    length = struct.unpack("<I", orig[-8:-4])[0]
+    for pos in range(len(orig) - 8 - length, len(orig), 2):
+        data = bytearray(orig)
+        data[pos] ^= 0x04
+        target.write_bytes(bytes(data))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = ResultCache(tmp_path).lookup(EMB, BGE, keys)
+        assert got.num_rows == 0, pos
+        assert any(target.name in str(w.message) for w in caught), pos
+    target.write_bytes(orig)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        got = ResultCache(tmp_path).lookup(EMB, BGE, keys)
+    np.testing.assert_array_equal(embedding_matrix(got["embedding"]), m)

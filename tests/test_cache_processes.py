@@ -58,12 +58,10 @@ _PAUSED_WRITER = """
 import os, sys, numpy as np, pyarrow as pa
 from deapi_ds._cache import ResultCache, make_keys, embedding_array
 from deapi_ds._cache._codec import write_parquet, _prepare
-from deapi_ds._cache._storage import _part_name
 cache = ResultCache(sys.argv[1])
 keys = make_keys("embeddings", "m", {}, [f"slow {i}" for i in range(100)])
 table = _prepare(pa.table({"key": keys, "embedding": embedding_array(np.ones((100, 8), np.float32))}), "m")
-final = os.path.join(cache._ns_path("embeddings", "m"), _part_name())
-with cache._store.atomic_path(final) as tmp:
+with cache._store.atomic_write(cache._ns_path("embeddings", "m")) as tmp:
     with open(tmp, "wb") as f:
         f.write(b"PAR1 half-written")
     print(tmp, flush=True)

@@ -35,10 +35,11 @@ from ._keys import _check_name, _Keys, _to_keys
 from ._storage import (
     _PART_RE,
     _STALE_TMP_SECONDS,
+    FooterMismatch,
     _decode_name,
     _encode_name,
     _make_store,
-    _part_name,
+    check_footer,
     compaction_lock,
     sweep_owners,
 )
@@ -254,6 +255,8 @@ class ResultCache:
         meta = self._metas.get((path, size))
         keys = None
         try:
+            if meta is None:  # first look at this file: its footer before pyarrow parses it
+                check_footer(self._store, path, path.replace(os.sep, "/").rsplit("/", 1)[-1], size)
             with self._store.open_parquet(path) as pf:
                 if meta is None:
                     meta = _read_meta(pf, path)
@@ -262,7 +265,7 @@ class ResultCache:
                     keys = _to_keys(column, "key")
         except FileNotFoundError:
             raise
-        except _Foreign as exc:
+        except (_Foreign, FooterMismatch) as exc:
             self._warn_bad(path, size, str(exc))
             return None
         except InvalidParameterError as exc:
@@ -479,7 +482,7 @@ class ResultCache:
         prepared = _prepare(table, model)
         if prepared.num_rows == 0:
             return
-        self._write_file(self._store.join(ns, _part_name()), prepared)
+        self._write_file(ns, prepared)
         try:
             if len(self._small(self._parts(ns))) > self.compact_threshold:
                 self._compact_namespace(task, model)
@@ -491,12 +494,12 @@ class ResultCache:
                 stacklevel=2,
             )
 
-    def _write_file(self, path: str, table: pa.Table) -> None:
+    def _write_file(self, ns: str, table: pa.Table, stamp: str | None = None) -> None:
         try:
-            with self._store.atomic_path(path) as tmp:
+            with self._store.atomic_write(ns, stamp) as tmp:
                 write_parquet(table, tmp)
         except OSError as exc:
-            raise CacheError(f"Could not write the cache file {path}: {exc}") from exc
+            raise CacheError(f"Could not write a cache file in {ns}: {exc}") from exc
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -606,10 +609,9 @@ class ResultCache:
         schema = pa.unify_schemas([e.meta.schema for e in entries], promote_options="permissive")
         schema = schema.with_metadata(format_metadata())
         newest_stamp = _PART_RE.match(entries[-1].name).group(1)  # type: ignore[union-attr]
-        target = self._store.join(ns, _part_name(newest_stamp))
         merged: list[_FileEntry] = []  # sources whose surviving rows are in the merged file
         try:
-            with self._store.atomic_path(target) as tmp:
+            with self._store.atomic_write(ns, newest_stamp) as tmp:
                 writer = None
                 try:
                     for i, entry in zip(group, entries, strict=True):
@@ -772,7 +774,7 @@ class ResultCache:
         if n_keep:
             stamp = _PART_RE.match(name).group(1)  # type: ignore[union-attr]
             kept = table.filter(keep).replace_schema_metadata(format_metadata())
-            self._write_file(self._store.join(ns, _part_name(stamp)), kept)
+            self._write_file(ns, kept, stamp)
         self._store.delete(path)
         return table.num_rows - n_keep
 

@@ -24,8 +24,9 @@ import sys
 import tempfile
 import threading
 import uuid
+import zlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, unquote
 
 import filelock
@@ -57,8 +58,55 @@ def _now_stamp() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _part_name(stamp: str | None = None) -> str:
-    return f"part-{stamp or _now_stamp()}-{uuid.uuid4().hex}.parquet"
+# The 32 hex characters of a part name: files from deapi_ds <= 0.x have a random uuid4 (always
+# "4" at position 12); newer ones have "c" there and end in the CRC32 of the file's parquet footer
+# (the page checksums cover the data; this covers the metadata that locates it).
+_CHECKED_MARK = "c"
+
+
+def _part_name(stamp: str | None, footer_crc: int) -> str:
+    rnd = uuid.uuid4().hex
+    ident = f"{rnd[:12]}{_CHECKED_MARK}{rnd[13:24]}{footer_crc:08x}"
+    return f"part-{stamp or _now_stamp()}-{ident}.parquet"
+
+
+def expected_footer_crc(name: str) -> int | None:
+    """The footer checksum a part file's name records (None for older, unchecked names)."""
+    match = _PART_RE.match(name)
+    if match is None or match.group(2)[12] != _CHECKED_MARK:
+        return None
+    return int(match.group(2)[24:], 16)
+
+
+def footer_crc(f: IO[bytes], size: int) -> int | None:
+    """CRC32 of a parquet file's footer (metadata, its length and the magic); None if absent."""
+    if size < 12:
+        return None
+    f.seek(size - 8)
+    end = f.read(8)
+    length = int.from_bytes(end[:4], "little")
+    if end[4:] != b"PAR1" or length + 12 > size:
+        return None
+    f.seek(size - 8 - length)
+    return zlib.crc32(f.read(length + 8))
+
+
+class FooterMismatch(Exception):
+    """A part file's footer does not match the checksum in its name."""
+
+
+def check_footer(store: Any, path: str, name: str, size: int) -> None:
+    """Raise :class:`FooterMismatch` unless the footer matches its name (if the name has one).
+
+    Done before pyarrow parses the footer: some damaged footers abort the process in pyarrow.
+    """
+    expected = expected_footer_crc(name)
+    if expected is None:
+        return
+    with store.open_raw(path) as f:
+        got = footer_crc(f, size)
+    if got != expected:
+        raise FooterMismatch("its parquet footer does not match the checksum in its name")
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,19 +313,25 @@ class _LocalStore:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def open_raw(self, path: str) -> IO[bytes]:
+        return open(path, "rb")
+
     @contextlib.contextmanager
-    def atomic_path(self, final: str) -> Iterator[str]:
-        """Yield a temporary local path; on success it becomes ``final`` atomically."""
-        folder = os.path.dirname(final)
+    def atomic_write(self, folder: str, stamp: str | None = None) -> Iterator[str]:
+        """Yield a temporary path to write a part file to; it then appears atomically.
+
+        Its name (``part-<stamp>-<id>.parquet``) records the footer checksum. Returns after the
+        file is fsynced and renamed (and the folder fsynced).
+        """
         tmp = self._new_temp(folder)
         try:
             yield tmp
-            fd = os.open(tmp, os.O_RDWR)  # RDWR: Windows refuses fsync on read-only handles
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
+            with open(tmp, "rb+") as f:  # read-write: Windows refuses fsync on read-only handles
+                crc = footer_crc(f, os.fstat(f.fileno()).st_size)
+                os.fsync(f.fileno())
+            if crc is None:
+                raise OSError(f"{tmp} is not a complete parquet file")
+            os.replace(tmp, os.path.join(folder, _part_name(stamp, crc)))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -382,19 +436,26 @@ class _FsspecStore:
         with self.fs.open(path, "rb") as f:
             yield pq.ParquetFile(f, **READ_OPTIONS)
 
+    def open_raw(self, path: str) -> IO[bytes]:
+        return self.fs.open(path, "rb")
+
     @contextlib.contextmanager
-    def atomic_path(self, final: str) -> Iterator[str]:
+    def atomic_write(self, folder: str, stamp: str | None = None) -> Iterator[str]:
         # The temporary file is on this machine: nothing of it is visible in the store.
         fd, tmp = tempfile.mkstemp(prefix="deapi_ds-", suffix=".parquet")
         os.close(fd)
         try:
             yield tmp
-            self.fs.put_file(tmp, final)
+            with open(tmp, "rb") as f:
+                crc = footer_crc(f, os.fstat(f.fileno()).st_size)
+            if crc is None:
+                raise OSError(f"{tmp} is not a complete parquet file")
+            self.fs.put_file(tmp, self.join(folder, _part_name(stamp, crc)))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         with contextlib.suppress(Exception):
-            self.fs.invalidate_cache(final.rsplit("/", 1)[0])
+            self.fs.invalidate_cache(folder)
 
     def remove_dead_temps(self, ns: str, legacy_age: float) -> int:
         """Nothing to do: temporary files never reach the store."""
