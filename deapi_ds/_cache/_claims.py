@@ -41,13 +41,13 @@ class Claim:
     :meth:`ResultCache.wait_released`, then look them up). Use it as a context manager or call
     :meth:`release`; a claim is also void as soon as its process dies.
 
-    >>> from deapi_ds import NullCache
+    >>> from deapi_ds.cache import NullCache
     >>> with NullCache().claim("embeddings", "m", ["0" * 32]) as c:
     ...     c.mine.tolist(), c.others.tolist()
     ([True], [False])
     """
 
-    __module__ = "deapi_ds"
+    __module__ = "deapi_ds.cache"
 
     def __init__(self, mine: np.ndarray, path: str | None = None) -> None:
         self.mine: np.ndarray = mine

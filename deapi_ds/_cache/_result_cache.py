@@ -139,7 +139,8 @@ class ResultCache:
 
     Example::
 
-        >>> import tempfile
+        >>> import tempfile, pyarrow as pa
+        >>> from deapi_ds.cache import ResultCache, make_key
         >>> cache = ResultCache(tempfile.mkdtemp())
         >>> k = make_key("speech", "Kokoro", {"voice": "af_bella"}, "Hello!")
         >>> cache.write("speech", "Kokoro", pa.table({"key": [k], "audio": [b"RIFF..."]}))
@@ -336,6 +337,7 @@ class ResultCache:
         """Boolean mask, aligned with ``keys``: which keys have a cached result.
 
         >>> import tempfile
+        >>> from deapi_ds.cache import ResultCache, make_key
         >>> ResultCache(tempfile.mkdtemp()).contains("embeddings", "m", [make_key("embeddings", "m", {}, "x")])
         array([False])
         """
@@ -514,6 +516,7 @@ class ResultCache:
         (``s3://``) have no claims: every key is returned as mine.
 
         >>> import tempfile
+        >>> from deapi_ds.cache import ResultCache, make_keys
         >>> cache = ResultCache(tempfile.mkdtemp())
         >>> keys = make_keys("embeddings", "m", {}, ["a", "b"])
         >>> with cache.claim("embeddings", "m", keys) as c:
@@ -838,6 +841,7 @@ class _NothingToWrite(Exception):
 class NullCache:
     """The cache that stores nothing (``cache=None``): same API as :class:`ResultCache`.
 
+    >>> from deapi_ds.cache import NullCache
     >>> NullCache().lookup("embeddings", "m", ["0" * 32]).num_rows
     0
     """
