@@ -90,7 +90,7 @@ def test_key_changes_with_each_component(other):
 
 def test_key_changes_with_format_version(monkeypatch):
     before = make_key(EMB, BGE, {}, "hello")
-    monkeypatch.setattr(_cache, "CACHE_FORMAT_VERSION", 2)
+    monkeypatch.setattr(_cache._keys, "CACHE_FORMAT_VERSION", 2)
     assert make_key(EMB, BGE, {}, "hello") != before
 
 
@@ -384,7 +384,7 @@ def test_index_is_reused_until_listing_changes(tmp_path, monkeypatch):
 
 
 def test_lookup_reads_only_needed_row_groups_and_columns(tmp_path, monkeypatch):
-    monkeypatch.setattr(_cache, "_ROW_GROUP_BYTES", 2048)
+    monkeypatch.setattr(_cache._codec, "_ROW_GROUP_BYTES", 2048)
     cache = ResultCache(tmp_path)
     keys = make_keys(EMB, BGE, {}, [str(i) for i in range(5000)])
     m = np.random.default_rng(2).standard_normal((5000, 16)).astype(np.float32)
@@ -400,7 +400,8 @@ def test_lookup_reads_only_needed_row_groups_and_columns(tmp_path, monkeypatch):
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
     got = cache.lookup(EMB, BGE, [keys[4321]], columns=["embedding"])
     np.testing.assert_array_equal(embedding_matrix(got["embedding"]), m[4321:4322])
-    assert len(seen) == 1 and seen[0][1] == ("embedding",)
+    # the key column comes along: every row served is checked against the key asked for
+    assert len(seen) == 1 and seen[0][1] == ("key", "embedding")
     seen.clear()
     full = cache.lookup(EMB, BGE, keys[::-1], columns=["embedding"])
     np.testing.assert_array_equal(embedding_matrix(full["embedding"]), m[::-1])
@@ -1227,17 +1228,36 @@ if __name__ == "__main__":
     print(f"wrote {sorted(str(p.relative_to(target)) for p in parts(target))}")
 
 
+_HOLD_LOCK = """
+import sys, filelock
+lock = filelock.FileLock(sys.argv[1], timeout=0)
+lock.acquire()
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_compaction_skips_a_namespace_another_process_is_compacting(tmp_path):
-    from deapi_ds._cache import _LOCK_NAME
+    from deapi_ds._cache._storage import meta_dir
 
     cache = ResultCache(tmp_path, compact_threshold=1000)
     for b in range(4):
         cache.write(EMB, BGE, pa.table({"key": make_keys(EMB, BGE, {}, [f"lock {b}"])}))
-    ns = next(tmp_path.rglob("part-*.parquet")).parent
-    (ns / _LOCK_NAME).write_text("")  # another process holds the lock
-    cache.compact()
-    assert len(parts(tmp_path)) == 4  # left alone, nothing merged twice
-    os.utime(ns / _LOCK_NAME, (time.time() - 3600, time.time() - 3600))  # a dead compactor's
-    cache.compact()
-    assert len(parts(tmp_path)) == 1 and not (ns / _LOCK_NAME).exists()
+    lock_path = Path(meta_dir(str(tmp_path), EMB, BGE)) / "compact.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(lock_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another process is compacting
+        cache.compact()
+        assert len(parts(tmp_path)) == 4  # left alone, nothing merged twice
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # a compactor that dies holding the lock ...
+        holder.wait(30)
+    cache.compact()  # ... never blocks the next one: the OS released its lock
+    assert len(parts(tmp_path)) == 1
     assert cache.info()["rows"].tolist() == [4]
