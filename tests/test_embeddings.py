@@ -280,14 +280,14 @@ def test_column_roundtrips_parquet_as_float32(emulator, tmp_path):
     )
 
 
-def test_dry_run_spends_nothing(emulator):
-    est = deapi_ds.embed(texts(5000), dry_run=True)
+def test_estimate_spends_nothing(emulator):
+    est = deapi_ds.estimate_embed(texts(5000))
     assert isinstance(est, deapi_ds.Estimate)
     assert est.requests == 3 and est.rows == 5000 and est.cost_usd > 0
     assert "3 requests" in str(est)
     assert emulator.stats("embeddings")["requests"] == 0
     deapi_ds.set_config(tier="basic")
-    assert deapi_ds.estimate(texts(5000)).minutes == pytest.approx(0.3)
+    assert deapi_ds.estimate_embed(texts(5000)).minutes == pytest.approx(0.3)
 
 
 def test_search_ranks_lexically(emulator):
