@@ -46,7 +46,8 @@ from .embeddings import (
 )
 from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
 from .plotting import image_grid
-from .search import SearchIndex, search, top_k
+from . import search  # the module, callable as deapi_ds.search(data, queries, ...)
+from .search import SearchIndex, top_k
 from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
 from .testing import emulated
 from .transcription import (
