@@ -28,11 +28,13 @@ from typing import Any
 from ._dense import as_matrix, top_k
 from ._index import SearchIndex, default_embedder, search
 from ._lexical import BM25, tokenize
+from ._passages import chunk
 
 __all__ = [
     "BM25",
     "SearchIndex",
     "as_matrix",
+    "chunk",
     "default_embedder",
     "search",
     "tokenize",
