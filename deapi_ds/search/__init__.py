@@ -25,17 +25,30 @@ import sys
 import types
 from typing import Any
 
+from ._clusters import Clusters, ScatterMap, cluster, plot_map, project, scatter_map
 from ._dense import as_matrix, top_k
+from ._duplicates import duplicate_groups, near_duplicates
+from ._evaluate import Evaluation, evaluate
 from ._index import SearchIndex, default_embedder, search
 from ._lexical import BM25, tokenize
 from ._passages import chunk
 
 __all__ = [
     "BM25",
+    "Clusters",
+    "Evaluation",
+    "ScatterMap",
     "SearchIndex",
     "as_matrix",
     "chunk",
+    "cluster",
     "default_embedder",
+    "duplicate_groups",
+    "evaluate",
+    "near_duplicates",
+    "plot_map",
+    "project",
+    "scatter_map",
     "search",
     "tokenize",
     "top_k",
