@@ -7,7 +7,8 @@ when it has a ``text_column``, a BM25 index built on first use. ``search(..., mo
 * ``"lexical"``: BM25 over the text column;
 * ``"hybrid"``: both, each taking ``candidates`` rows, fused by reciprocal rank
   (``fusion="rrf"``: ``2 * (w / (60 + dense rank) + (1 - w) / (60 + lexical rank))``) or by a
-  weighted sum of min-max normalized scores (``fusion="weighted"``), ``w`` being ``weight``.
+  weighted sum of scores (``fusion="weighted"``: ``w * cosine + (1 - w) * BM25 / the query's
+  best BM25``, both computed for every candidate), ``w`` being ``weight``.
   Hits say which side found them (``found_by``) and their rank on each side.
 
 >>> import numpy as np, pandas as pd
@@ -491,7 +492,16 @@ class SearchIndex:
             q, q_valid, self._vectors, n_cand, self._chunk_rows, mask, self._weights, False
         )
         l_idx, l_s = self.lexical.top_k(texts, n_cand, mask=mask)
-        return _fuse(d_idx, d_s, l_idx, l_s, k, fusion, weight)
+
+        def scorer(i: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = np.asarray(self._vectors[rows], dtype=np.float32)
+            cosine = (x @ q[i]) * self._weights[0][rows]
+            docs, scores = self.lexical.scores(texts[i])
+            at = np.minimum(np.searchsorted(docs, rows), max(docs.size - 1, 0))
+            hit = docs[at] == rows if docs.size else np.zeros(rows.size, dtype=bool)
+            return cosine, np.where(hit, scores[at] if docs.size else 0.0, 0.0)
+
+        return _fuse(d_idx, d_s, l_idx, l_s, k, fusion, weight, scorer)
 
     def _hits(
         self, labels: Any, idx: np.ndarray, scores: np.ndarray, extra: dict[str, np.ndarray]
@@ -680,8 +690,13 @@ def _fuse(
     k: int,
     fusion: str,
     weight: float,
+    scorer: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Fuse two ranked candidate lists per query (RRF or weighted min-max scores)."""
+    """Fuse two ranked candidate lists per query.
+
+    ``rrf``: reciprocal ranks. ``weighted``: ``weight * cosine + (1 - weight) * BM25 / the
+    query's best BM25``, where ``scorer(query, rows)`` gives both scores of every candidate
+    (also for rows only one side found, so a row is not penalised for missing a cut-off)."""
     nq = d_idx.shape[0]
     idx = np.full((nq, k), -1, dtype=np.int64)
     out = np.full((nq, k), np.nan, dtype=np.float32)
@@ -698,14 +713,16 @@ def _fuse(
             continue
         fused = np.zeros(rows.size, dtype=np.float64)
         side_rank = np.zeros((2, rows.size), dtype=np.int64)
-        for j, (ids, s, w) in enumerate(((di, ds, weight), (li, ls, 1 - weight))):
+        for j, (ids, w) in enumerate(((di, weight), (li, 1 - weight))):
             at = inverse[: di.size] if j == 0 else inverse[di.size :]
             side_rank[j, at] = np.arange(1, ids.size + 1)
             if fusion == "rrf":
                 fused[at] += 2 * w / (_RRF_K + np.arange(1, ids.size + 1))
-            elif ids.size:
-                lo, hi = float(s.min()), float(s.max())
-                fused[at] += w * ((s - lo) / (hi - lo) if hi > lo else np.ones(ids.size))
+        if fusion == "weighted" and scorer is not None:
+            cosine, bm25 = scorer(i, rows)
+            best = float(ls.max()) if ls.size else 0.0
+            lexical = bm25 / best if best > 0 else np.zeros(rows.size)
+            fused = weight * np.nan_to_num(cosine, nan=-1.0) + (1 - weight) * lexical
         order = np.lexsort((rows, -fused))[:k]
         m = order.size
         idx[i, :m] = rows[order]
