@@ -237,7 +237,9 @@ def test_group_by_returns_documents_with_their_best_passage(docs):
     long_docs = pd.DataFrame(
         {
             "text": [
-                "The rocket is loud. " * 3 + "The rocket launch at dawn. " + "Cakes are sweet. " * 3,
+                "The rocket is loud. " * 3
+                + "The rocket launch at dawn. "
+                + "Cakes are sweet. " * 3,
                 "A rocket toy. " + "Gardening tips for spring. " * 5,
                 "Chocolate cake. " * 6,
             ]
