@@ -6,7 +6,8 @@ DataFrame scale, from Jupyter.
 >>> deapi_ds.models()                # a DataFrame of the models you can use
 """
 
-from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
+# accessors registers df.deapi and s.deapi; search is the module, callable as search(data, q)
+from . import accessors, cache, search  # noqa: F401
 from ._cache import ResultCache
 from ._catalog import amodels, models, use_emulator
 from ._client import AsyncClient, Client
@@ -46,8 +47,7 @@ from .embeddings import (
 )
 from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
 from .plotting import image_grid
-from . import search  # the module, callable as deapi_ds.search(data, queries, ...)
-from .search import SearchIndex, top_k
+from .search import SearchIndex, chunk, cluster, evaluate, near_duplicates, top_k
 from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
 from .testing import emulated
 from .transcription import (
@@ -105,17 +105,21 @@ __all__ = [
     "atranscribe",
     "atranscribe_folder",
     "cache",
+    "chunk",
+    "cluster",
     "config_context",
     "edit_images",
     "embed",
     "emulated",
     "estimate",
     "estimate_speech",
+    "evaluate",
     "generate_images",
     "generate_video",
     "get_config",
     "image_grid",
     "models",
+    "near_duplicates",
     "reset_config",
     "search",
     "set_config",
