@@ -8,7 +8,8 @@ Two ways to find them, both with memory bounded by a chunk (never the n x n matr
   then computed exactly (no false pairs, scores exact). The number of bands is chosen so a
   pair exactly at the threshold is found with probability >= ``recall`` (default 0.999);
   pairs above the threshold are found more surely still. Compute grows as n x d x bits.
-* ``method="auto"`` (default) takes whichever needs fewer operations.
+* ``method="auto"`` (default) is exact while that is a few seconds of work (n² x d <= 2e11:
+  about 14,000 rows of 1,024 dimensions) or cheaper than hashing, and LSH beyond.
 
 >>> import numpy as np
 >>> v = np.array([[1, 0], [0.99, 0.05], [0, 1], [1, 0]], dtype=np.float32)
@@ -182,7 +183,8 @@ def near_duplicates(
     :class:`~deapi_ds.search.SearchIndex`, an :class:`~deapi_ds.EmbeddingResult` or a matrix.
     Rows without a vector are never paired. ``method``: ``"exact"`` compares every pair,
     ``"lsh"`` hashes first (each pair at the threshold found with probability >= ``recall``;
-    every pair reported is verified, so scores are exact), ``"auto"`` picks the cheaper.
+    every pair reported is verified, so scores are exact), ``"auto"`` is exact up to about
+    n² x d = 2e11 (14,000 x 1,024) and LSH beyond.
     Memory is bounded by ``chunk_rows`` (scores of ``chunk_rows x 4*chunk_rows``), never the
     n x n matrix; ``seed`` makes the hashing repeatable.
 
@@ -212,7 +214,8 @@ def near_duplicates(
     inv, valid = _row_weights(x, 65536)
     if method == "auto":
         bits, bands = _lsh_plan(n, threshold, recall)
-        method = "exact" if n * n / 2 <= 4 * n * bits * bands + 1e8 / d else "lsh"
+        # exact when it is a few seconds of work (n² x d <= 2e11) or cheaper than hashing
+        method = "exact" if n * n * d <= 2e11 or n / 2 <= 4 * bits * bands else "lsh"
     if method == "exact":
         a, b, s = _exact_pairs(x, inv, valid, float(threshold), chunk_rows)
     else:
