@@ -69,6 +69,12 @@ def test_import_gives_the_module_and_it_is_callable(docs):
     hits = deapi_ds.search(frame, vectors[0], vectors=vectors, k=1)
     assert hits["row"].tolist() == ["d0"]
     assert "data" in str(mod.__signature__).split(",")[0]
+    lang = "de"  # noqa: F841 - read by where= as @lang, through the module's __call__
+    found = deapi_ds.search(frame, vectors[2], vectors=vectors, k=5, where="lang == @lang")
+    assert set(found["lang"]) == {"de"}
+    with pytest.warns(DeprecationWarning) as record:
+        deapi_ds.search(vectors[2], frame, vectors=vectors, k=1)
+    assert record[0].filename == __file__  # the warning points at the caller
     assert mod.__all__ == sorted(mod.__all__)
 
 

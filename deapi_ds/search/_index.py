@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -775,12 +776,14 @@ def search(
        rank text  row
     0     1    y    1
     """
+    # called as deapi_ds.search(...): the callable module adds a frame before the user's
+    extra = int(sys._getframe(1).f_globals.get("__name__") == "deapi_ds.search")
     if not _looks_like_data(data) and _looks_like_data(queries):
         warnings.warn(
             "search(queries, data) is deprecated: pass the data first, "
             "search(data, queries, ...), like every deapi_ds function.",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=2 + extra,
         )
         data, queries = queries, data
     if isinstance(data, SearchIndex):
@@ -801,7 +804,9 @@ def search(
         raise InvalidParameterError(
             f"search() needs a DataFrame or a SearchIndex as data. Got {type(data).__name__}."
         )
-    return index._search(queries, k, where, mode, fusion, weight, candidates, group_by, level=1)
+    return index._search(
+        queries, k, where, mode, fusion, weight, candidates, group_by, level=1 + extra
+    )
 
 
 def _embedding_search_index(
