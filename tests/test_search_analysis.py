@@ -15,6 +15,7 @@ from deapi_ds._exceptions import InvalidParameterError
 from deapi_ds.emulator._models import embed_texts
 from deapi_ds.search import (
     SearchIndex,
+    chunk,
     cluster,
     duplicate_groups,
     evaluate,
@@ -291,3 +292,35 @@ def test_sample_corpus_duplicates(sample):
     texts = corpus.set_index("id")["text"]
     assert len(pairs) == 12  # data/README.md: 12 exact duplicates
     assert (texts.loc[pairs["a"]].to_numpy() == texts.loc[pairs["b"]].to_numpy()).all()
+
+
+def test_evaluate_passages_by_document():
+    docs = pd.DataFrame(
+        {
+            "text": [
+                "The rocket launch was loud. " * 6 + "Cake recipes are sweet.",
+                "Chocolate cake with butter. " * 6,
+                "Markets fell today. " * 6 + "A rocket toy sold out.",
+            ]
+        },
+        index=["a", "b", "c"],
+    )
+    passages = chunk(docs, "text", max_tokens=20)
+    index = SearchIndex(
+        passages, embed_texts(passages["text"].tolist()), embed=embed_texts, text_column="text"
+    )
+    labels = pd.DataFrame(
+        {"query": ["rocket launch", "rocket launch", "cake"], "relevant": ["a", "c", "b"]}
+    )
+    ev = evaluate(
+        index,
+        labels,
+        k=2,
+        id_column="doc",
+        configs={
+            "passages": {"mode": "lexical"},
+            "documents": {"mode": "lexical", "group_by": "doc"},
+        },
+    )
+    # passages of "a" fill the top 2 without grouping; one per document finds "c" too
+    assert ev.table.loc["passages", "recall@2"] < ev.table.loc["documents", "recall@2"] == 1.0
