@@ -6,7 +6,6 @@ import math
 import tracemalloc
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,7 +24,6 @@ from deapi_ds.search import (
     scatter_map,
 )
 
-matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 
 

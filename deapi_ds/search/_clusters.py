@@ -361,7 +361,7 @@ def project(
 
     ``method="pca"`` (default, numpy, deterministic: component signs are fixed) projects the
     normalized vectors on their two main axes; ``"umap"`` uses ``umap-learn`` when installed
-    (``pip install umap-learn``), which keeps neighbours together better. Rows without a vector
+    (``pip install 'deapi-ds[umap]'``), which keeps neighbours together better. Rows without a vector
     get NaN.
     """
     if method not in ("pca", "umap"):
@@ -395,7 +395,7 @@ def _umap(unit: np.ndarray, seed: int) -> np.ndarray:
         import umap
     except ImportError as exc:
         raise InvalidParameterError(
-            "method='umap' needs umap-learn: pip install umap-learn (or use method='pca')."
+            "method='umap' needs umap-learn: pip install 'deapi-ds[umap]' (or use method='pca')."
         ) from exc
     reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed)
     return reducer.fit_transform(unit).astype(np.float32)
