@@ -450,7 +450,11 @@ class SearchIndex:
                 )
         fetch = k if group_by is None else min(len(self), 4 * k)
         while True:
-            n_cand = max(candidates or 0, 50, 2 * fetch) if mode == "hybrid" else fetch
+            n_cand = (
+                (max(candidates, fetch) if candidates else max(50, 2 * fetch))
+                if mode == "hybrid"
+                else fetch
+            )
             idx, scores, extra = self._ranked(
                 texts, q, q_valid, fetch, n_cand, mode, mask, fusion, weight
             )
