@@ -315,7 +315,9 @@ class SearchIndex:
     # -- queries
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if t not in self._query_cache))
+        """Query vectors, embedding only texts not in the (256 most recent) query cache."""
+        known = {t: self._query_cache[t] for t in texts if t in self._query_cache}
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
         if todo:
             got = self._embed(todo)
             vectors = as_matrix(getattr(got, "vectors", got), name="embed(...) result")
@@ -324,13 +326,13 @@ class SearchIndex:
                     f"embed(...) returned shape {vectors.shape} for {len(todo)} texts; expected "
                     f"({len(todo)}, {self.dim}) to match the index (same model?)."
                 )
-            for text, vec in zip(todo, vectors, strict=True):
-                self._query_cache[text] = vec
-                if len(self._query_cache) > 256:
-                    self._query_cache.popitem(last=False)
-        for text in texts:
+            known.update(zip(todo, vectors, strict=True))
+        for text in dict.fromkeys(texts):
+            self._query_cache[text] = known[text]
             self._query_cache.move_to_end(text, last=True)
-        return np.stack([self._query_cache[t] for t in texts])
+        while len(self._query_cache) > 256:
+            self._query_cache.popitem(last=False)
+        return np.stack([known[t] for t in texts])
 
     def _query_texts(self, queries: Any) -> list[str] | None:
         """The queries as a list of texts, or None when they are vectors."""
