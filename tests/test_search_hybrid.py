@@ -203,6 +203,8 @@ def test_mode_errors(docs):
         index.search("rocket", mode="sparse")
     with pytest.raises(InvalidParameterError, match="needs text queries"):
         index.search(vectors[0], mode="hybrid")
+    with pytest.raises(InvalidParameterError, match="query 1 is <NA>, not a text"):
+        index.search(pd.Series(["rocket", None], dtype="string"), mode="lexical")
     with pytest.raises(InvalidParameterError, match="'fusion'"):
         index.search("rocket", mode="hybrid", fusion="max")
     with pytest.raises(InvalidParameterError, match="'weight'"):

@@ -344,8 +344,15 @@ class SearchIndex:
             if len(queries) == 0:
                 raise InvalidParameterError("search() got no queries (an empty list).")
             items = list(queries)
-            if all(isinstance(t, str) for t in items):
+            is_text = [isinstance(t, str) for t in items]
+            if all(is_text):
                 return items
+            if any(is_text):
+                bad = is_text.index(False)
+                raise InvalidParameterError(
+                    f"search(): query {bad} is {items[bad]!r}, not a text; every query must be "
+                    "a str (drop missing ones first, e.g. queries.dropna())."
+                )
         return None
 
     def _query_vectors(self, queries: Any) -> np.ndarray:
