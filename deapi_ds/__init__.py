@@ -6,7 +6,8 @@ DataFrame scale, from Jupyter.
 >>> deapi_ds.models()                # a DataFrame of the models you can use
 """
 
-from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
+# accessors registers df.deapi and s.deapi; search is the module, callable as search(data, q)
+from . import accessors, cache, search  # noqa: F401
 from ._cache import ResultCache
 from ._catalog import amodels, models, use_emulator
 from ._client import AsyncClient, Client
@@ -60,7 +61,7 @@ from .images import (
     generate_images,
 )
 from .plotting import image_grid
-from .search import SearchIndex, search, top_k
+from .search import SearchIndex, chunk, cluster, evaluate, near_duplicates, top_k
 from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
 from .testing import emulated
 from .transcription import (
@@ -137,6 +138,8 @@ __all__ = [
     "atranscribe",
     "atranscribe_folder",
     "cache",
+    "chunk",
+    "cluster",
     "config_context",
     "edit_images",
     "embed",
@@ -150,11 +153,13 @@ __all__ = [
     "estimate_speech",
     "estimate_transcribe",
     "estimate_transcribe_folder",
+    "evaluate",
     "generate_images",
     "generate_video",
     "get_config",
     "image_grid",
     "models",
+    "near_duplicates",
     "quota_status",
     "reset_config",
     "search",

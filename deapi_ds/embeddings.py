@@ -416,12 +416,8 @@ class EmbeddingResult(ResultFrame):
         base = self.frame if data is None else data
         return base.assign(**{name: self.to_series(name)})
 
-    def search_index(self, data: pd.DataFrame | None = None, **kwargs: Any) -> Any:
-        """A :class:`deapi_ds.search.SearchIndex` over these vectors (queries embedded with the same model)."""
-        from .search import SearchIndex, default_embedder
-
-        frame = self.frame if data is None else data
-        return SearchIndex(frame, self.matrix, embed=default_embedder(self.model), **kwargs)
+    # search_index(data=None, **kwargs) -> SearchIndex is added by deapi_ds.search, which builds
+    # on this module (this module never imports it).
 
     def summary(self) -> str:
         base = super().summary()

@@ -1706,12 +1706,20 @@ class TranscriptionResult(ResultFrame):
         return self.segments[hit.to_numpy(dtype=bool)]
 
     def semantic_search(
-        self, query: str | Sequence[str], k: int = 5, *, model: str | None = None
+        self,
+        query: str | Sequence[str],
+        k: int = 5,
+        *,
+        model: str | None = None,
+        mode: str = "dense",
+        where: Any = None,
     ) -> pd.DataFrame:
         """The ``k`` segments closest in meaning to ``query``, through the embeddings feature.
 
         Segment texts are embedded once per result (and cached like every embedding); returns
-        query, rank, score and the segment columns, best first.
+        query, rank, score and the segment columns, best first. ``mode`` ("dense",
+        "lexical" or "hybrid") and ``where`` (a bool mask or a callable on the segments) are
+        those of :meth:`deapi_ds.SearchIndex.search`.
 
         >>> res.semantic_search("pricing questions", k=3)   # doctest: +SKIP
         """
@@ -1737,7 +1745,7 @@ class TranscriptionResult(ResultFrame):
 
             index = SearchIndex(frame, matrix, embed=embed_queries, text_column="text")
             self._index_cache[emb_model] = index
-        return index.search(query, k=k)
+        return index.search(query, k=k, mode=mode, where=where)
 
     # --- listening --------------------------------------------------------------------------
     def audio(self, file: Any) -> bytes:

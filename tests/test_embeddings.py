@@ -308,7 +308,7 @@ def test_search_ranks_lexically(emulator):
     assert top == [corpus.text[1], corpus.text[2]]
     # the one-call form on a frame with an embedding column embeds the query the same way
     framed = res.to_frame(corpus)
-    again = deapi_ds.search("chocolate cake recipe", framed, k=1)
+    again = deapi_ds.search(framed, "chocolate cake recipe", k=1)
     assert again["text"].tolist() == [corpus.text[1]]
 
 
