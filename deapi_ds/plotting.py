@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from deapi_ds._exceptions import InvalidParameterError
+from deapi_ds._vectors import as_matrix
 from deapi_ds.display import _is_missing, _normalize_mode, _open_image, format_label
-from deapi_ds.search import as_matrix
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

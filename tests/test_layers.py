@@ -29,6 +29,7 @@ RANKS: dict[str, int] = {
     "_media": 5,
     "_files": 5,
     "_estimate": 5,
+    "_vectors": 1,
     "_quota": 6,
     "_client": 7,
     "_native": 8,
