@@ -290,6 +290,7 @@ def test_a_folder_that_cannot_hold_claims_warns_and_claims_everything(tmp_path, 
         raise PermissionError("read-only file system")
 
     cache = ResultCache(tmp_path)
+    cache.claim(EMB, "other", _rows(0, 1)).release()  # this process's owner file exists
     monkeypatch.setattr(_claims.os, "makedirs", refuse)
     with pytest.warns(CacheWarning, match="read-only file system"):
         claim = cache.claim(EMB, BGE, _rows(0, 4))
