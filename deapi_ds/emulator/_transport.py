@@ -81,8 +81,13 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 stream=_TruncatedStream(response.body),
                 request=request,
             )
+        # a stream, not content=...: httpx would decode content=... at once (a gzip bomb
+        # would expand here, in the emulator, instead of in the client under test)
         return httpx.Response(
-            response.status, headers=headers, content=response.body, request=request
+            response.status,
+            headers=headers,
+            stream=httpx.ByteStream(response.body),
+            request=request,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
