@@ -357,7 +357,9 @@ class AsyncClient:
         )
 
     def __repr__(self) -> str:
-        return f"deapi_ds.{type(self).__name__}(base_url={self.settings.base_url!r})"
+        settings = getattr(self, "settings", None)  # a debugger may show a half-made client
+        base_url = settings.base_url if settings is not None else None
+        return f"deapi_ds.{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def base_url(self) -> str:
@@ -663,7 +665,9 @@ class Client:
         self._async = AsyncClient(api_key, base_url=base_url, **options)
 
     def __repr__(self) -> str:
-        return f"deapi_ds.Client(base_url={self._async.settings.base_url!r})"
+        inner = getattr(self, "_async", None)  # a debugger may show a half-made client
+        base_url = inner.settings.base_url if inner is not None else None
+        return f"deapi_ds.Client(base_url={base_url!r})"
 
     @property
     def settings(self) -> Settings:

@@ -313,7 +313,7 @@ class Transport:
         self._clients: PerLoop[httpx.AsyncClient] = PerLoop(self._make_client)
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self.base_url!r})"
+        return f"Transport(base_url={getattr(self, 'base_url', None)!r})"
 
     def _make_client(self) -> httpx.AsyncClient:
         s = self.settings
