@@ -418,6 +418,12 @@ class Transport:
                 "set_config(timeout=...) if the model is slow.",
                 endpoint=label,
             ) from None
+        except httpx.DecodingError as exc:
+            raise APIConnectionError(
+                f"{label} failed: the answer's body could not be decoded: "
+                f"{redact(str(exc), self._key)}",
+                endpoint=label,
+            ) from None
         except httpx.TransportError as exc:
             why = _unreachable(exc, url)
             if why is not None:
