@@ -692,6 +692,20 @@ def _check_key_for_deapi(settings: Settings) -> None:
     check_key_destination(settings.api_key, settings.base_url, source=settings.key_source)
 
 
+def saved_options(names: tuple[str, ...]) -> dict[str, Any]:
+    """The ``set_config`` values of ``names`` now (unset ones left out), for :func:`restore_options`."""
+    return {name: _global_overrides[name] for name in names if name in _global_overrides}
+
+
+def restore_options(names: tuple[str, ...], saved: Mapping[str, Any]) -> None:
+    """Put the ``set_config`` values of ``names`` back as :func:`saved_options` found them."""
+    for name in names:
+        if name in saved:
+            _global_overrides[name] = saved[name]
+        else:
+            _global_overrides.pop(name, None)
+
+
 def reset_config() -> None:
     """Forget every ``set_config`` change (environment variables still apply)."""
     _global_overrides.clear()

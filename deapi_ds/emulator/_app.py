@@ -316,6 +316,7 @@ class Emulator:
         self._counter = 0
         #: The last 10,000 requests: dicts with endpoint, method, path, status and billing.
         self.history: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self._on_close: list[Callable[[], Any]] = []
         self._routes: list[tuple[str, re.Pattern[str], str, Callable[[_Request], _Result]]] = [
             ("GET", re.compile(r"/v1/models"), "models", self._list_models),
             ("GET", re.compile(r"/v1/models/(?P<model>[^/]+)"), "models", self._get_model),
@@ -352,6 +353,30 @@ class Emulator:
         return (
             f"<Emulator ({key}), {int(sum(s['requests'] for s in self._stats.values()))} requests>"
         )
+
+    # ------------------------------------------------------------------ lifetime
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` when :meth:`close` is called (last registered, first run).
+
+        Whoever wires the emulator in (``deapi_ds.use_emulator()``) registers its undo here,
+        so that ``emu.close()`` and ``with ... as emu:`` put everything back.
+        """
+        with self._lock:
+            self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Run the :meth:`on_close` callbacks once (idempotent); the emulator itself stays usable."""
+        with self._lock:
+            callbacks, self._on_close = self._on_close[::-1], []
+        for callback in callbacks:
+            callback()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ configuration
 
