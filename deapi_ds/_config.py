@@ -15,7 +15,7 @@ Environment variables (the README has the same table)::
     DEAPI_DS_CACHE_DIR           ~/.cache/deapi_ds (a folder or an fsspec URL such as s3://bucket/path)
     DEAPI_DS_CACHE               1 (0 turns the cache off)
     DEAPI_DS_CONCURRENCY         8 requests in flight per client
-    DEAPI_DS_TIMEOUT             300 seconds to read a response (image and video generation are slow)
+    DEAPI_DS_TIMEOUT             300 seconds for one request in all (connect, send, wait, read)
     DEAPI_DS_CONNECT_TIMEOUT     10 seconds
     DEAPI_DS_TIER                basic on deAPI hosts, unlimited elsewhere (basic | premium | unlimited)
     DEAPI_DS_RPM                 per-endpoint requests per minute: "60" or "embeddings=10,audio.speech=5"
@@ -89,7 +89,8 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
     "DEAPI_DS_CONCURRENCY": ("8", "Requests in flight at once, per client."),
     "DEAPI_DS_TIMEOUT": (
         "300",
-        "Seconds to wait for a response (image and video generation are slow).",
+        "Seconds one request may take in all: connect, upload, wait and download (image and "
+        "video generation are slow).",
     ),
     "DEAPI_DS_CONNECT_TIMEOUT": ("10", "Seconds to wait for a connection."),
     "DEAPI_DS_TIER": (
