@@ -72,6 +72,7 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
     For tests, :func:`deapi_ds.emulated` does the same for every thread and with a private
     temporary cache.
 
+    >>> import deapi_ds
     >>> emu = deapi_ds.use_emulator()
     >>> deapi_ds.models()["id"].tolist()[:2]
     ['Flux1schnell', 'ZImageTurbo_INT8']

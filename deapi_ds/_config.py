@@ -65,6 +65,9 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://oai.deapi.ai/v1"
 KEY_PREFIX = "dpn-sk-"
+#: prefixes of keys deAPI issues: the gateway form, and the ``sk-dp-`` form one deAPI docs page
+#: shows (deapi-reference.md, "Auth"); such keys may go to deAPI from any source
+DEAPI_KEY_PREFIXES = (KEY_PREFIX, "sk-dp-")
 
 #: name -> (default shown in the docs, description); the README table is generated from this.
 ENV_VARIABLES: dict[str, tuple[str, str]] = {
@@ -288,8 +291,9 @@ def env_proxy(url: str) -> str | None:
 
 
 def looks_like_openai_key(key: Secret) -> bool:
-    """An OpenAI-style key (``sk-...``, ``sk-proj-...``): never sent to a deAPI host."""
-    return key.startswith("sk-")
+    """An OpenAI-style key (``sk-...``, ``sk-proj-...``; not deAPI's ``sk-dp-...``): never sent
+    to a deAPI host."""
+    return key.startswith("sk-") and not key.startswith(DEAPI_KEY_PREFIXES)
 
 
 def key_refusal(
@@ -305,8 +309,9 @@ def key_refusal(
     The rules, for any base URL (the OpenAI-compatible gateway, deAPI's native API, a proxy of
     your own), with the host normalised first (case, trailing dot, IDNA):
 
-    1. A key that looks like an OpenAI key (``sk-...``), or that came from ``OPENAI_API_KEY``
-       without deAPI's ``dpn-sk-`` prefix, is never sent to a deAPI host.
+    1. A key that looks like an OpenAI key (``sk-...`` but not deAPI's ``sk-dp-...``), or
+       that came from ``OPENAI_API_KEY`` without a deAPI prefix (``dpn-sk-``, ``sk-dp-``), is
+       never sent to a deAPI host.
     2. Over plain http the key goes only to this machine (loopback, which deapi_ds reaches
        directly, never through a proxy) or to an in-process transport; any other host needs
        https or an explicit ``allow_insecure_http=True``.
@@ -325,7 +330,7 @@ def key_refusal(
     host = url_host(url)
     if is_deapi_host(url) and (
         looks_like_openai_key(key)
-        or (source == "OPENAI_API_KEY" and not key.startswith(KEY_PREFIX))
+        or (source == "OPENAI_API_KEY" and not key.startswith(DEAPI_KEY_PREFIXES))
     ):
         if source == "OPENAI_API_KEY":
             return (

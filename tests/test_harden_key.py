@@ -200,6 +200,15 @@ def test_set_config_refuses_an_openai_key_for_deapi_with_the_same_rule(monkeypat
         get_config().require_key()
 
 
+def test_deapi_keys_in_the_sk_dp_form_are_not_taken_for_openai_keys(monkeypatch):
+    """One deAPI docs page shows keys shaped sk-dp-...: those may go to deAPI."""
+    deapi_ds.set_config(api_key="sk-dp-1234-abcdef")
+    assert get_config().require_key() == "sk-dp-1234-abcdef"
+    deapi_ds.reset_config()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-dp-1234-abcdef")
+    assert get_config().require_key() == "sk-dp-1234-abcdef"
+
+
 @pytest.mark.parametrize("bad", ["", "   ", "dpn-sk-1|abc def", "dpn-sk-1|abc\x00"])
 def test_set_config_refuses_keys_that_cannot_be_a_bearer_token(bad):
     with pytest.raises(deapi_ds.ConfigurationError, match="empty or contains spaces"):
