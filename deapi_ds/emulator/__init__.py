@@ -85,6 +85,9 @@ Stats
 uploads), ``videos`` and ``video_seconds`` (when a job completes). ``emu.history`` lists recent
 requests; ``emu.reset_stats()`` zeroes everything.
 
+Lifetime: ``emu.close()`` (or ``with Emulator() as emu:``) runs the callbacks registered
+with ``emu.on_close(...)``; ``deapi_ds.use_emulator()`` registers its undo there.
+
 Other options: ``Emulator(api_key="dpn-sk-x")`` accepts only that key;
 ``error_style="native"`` answers deAPI's native ``{"message", "errors"}`` shape (422 for
 validation); ``speech_formats=("mp3",)`` emulates the mp3-only gateway.
