@@ -256,9 +256,12 @@ class _Inflater:
             if len(out) > limit:
                 return
             data = self._d.unconsumed_tail
-            if self._d.eof and self._d.unused_data:  # a further gzip member
-                data = self._d.unused_data
-                self._d = zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
+            rest = self._d.unused_data
+            if self._d.eof and self._gzip and rest[:2] == b"\x1f\x8b":  # a further gzip member
+                data = rest
+                self._d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            elif self._d.eof:
+                return  # trailing bytes after the stream (padding) are ignored, as httpx does
 
 
 async def read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:

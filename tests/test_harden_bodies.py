@@ -127,6 +127,7 @@ PAYLOAD = json.dumps({"data": [{"id": f"model-{i}"} for i in range(5000)]}).enco
         ("identity", PAYLOAD),
         ("gzip", gzip.compress(PAYLOAD)),
         ("gzip", gzip.compress(PAYLOAD[:1000]) + gzip.compress(PAYLOAD[1000:])),  # two members
+        ("gzip", gzip.compress(PAYLOAD) + b"\x00" * 16),  # padding after the stream
         ("deflate", zlib.compress(PAYLOAD)),
         ("deflate", zlib.compress(PAYLOAD)[2:-4]),  # raw deflate, as some servers send
     ],
