@@ -35,16 +35,16 @@ def test_a_megabyte_of_text_is_an_error_row_before_anything_is_sent(emulator):
 
 def test_the_estimate_shows_the_refusal_and_bills_nothing_for_it(emulator):
     huge = "word " * (speech.MAX_TEXT_CHARS // 5 + 1)
-    est = speech.estimate_speech([huge, "Short text."], cache=None)
-    assert est["status"].tolist() == ["error", "pending"]
-    assert est.meta["billable_characters"] == len("Short text.")
-    assert est.meta["requests"] == 1
+    est = speech.estimate_speak([huge, "Short text."], cache=None)
+    assert est.details["status"].tolist() == ["error", "pending"]
+    assert est.errors == 1
+    assert est.quantity == len("Short text.") and est.requests == 1
 
 
 def test_a_text_at_the_limit_is_still_planned(emulator):
     text = ("Sentence number one is here. " * 2000)[: speech.MAX_TEXT_CHARS]
-    est = speech.estimate_speech([text], cache=None)
-    assert est["status"].tolist() == ["pending"] and est["parts"].iloc[0] > 1
+    est = speech.estimate_speak([text], cache=None)
+    assert est.details["status"].tolist() == ["pending"] and est.details["parts"].iloc[0] > 1
 
 
 # ----------------------------------------------------------------------- leaving the emulator
