@@ -44,6 +44,8 @@ __all__ = ["Engine", "PerLoop", "RateLimiter", "RetryPolicy", "current_loop", "r
 logger = logging.getLogger("deapi_ds")
 T = TypeVar("T")
 WAIT_NOTICE_SECONDS = 5.0
+#: a server's wait longer than this (or not finite) is not a reset time: assume the next 00:00 UTC
+_LONGEST_RESET = 7 * 86400.0
 
 
 class RateLimiter:
@@ -388,6 +390,8 @@ class Engine:
         daily = any(w in f"{bucket} {exc.message}".lower() for w in ("daily", "per day", "rpd"))
         if wait is None and not daily:
             return None
+        if wait is not None and not (math.isfinite(wait) and wait <= _LONGEST_RESET):
+            wait = None  # "inf", "1e300": no usable reset time; the day's end is the guess
         if self.quota is not None:
             error = self.quota.server_spent(endpoint, exc, wait)
         else:

@@ -46,17 +46,46 @@ def emulated_client(emu: Emulator, **options) -> deapi_ds.Client:
 
 @pytest.mark.parametrize("retry_after", ["3600", "inf", "Infinity", "1e300"])
 def test_a_retry_after_beyond_the_cap_never_blocks_later_calls(retry_after):
+    """The call fails at once (the day's quota is taken as spent) and later calls of the
+    client are not held by the limiter: they fail at once too, until the reset, with the
+    same clear error (no OverflowError for an endless wait)."""
     emu = Emulator().configure("embeddings", script=[Fault(status=429, retry_after=retry_after)])
     client = emulated_client(emu, max_retry_wait=5)
     started = time.monotonic()
-    with pytest.raises(deapi_ds.RateLimitError, match="max_retry_wait") as info:
+    with pytest.raises(deapi_ds.QuotaExceededError) as info:
         client.embeddings(["a"])
     assert "OverflowError" not in repr(info.value)
-    out = client.embeddings(["b"])  # the next call goes at once
-    assert out.matrix.shape == (1, 1024)
+    assert info.value.resets_at is not None
+    with pytest.raises(deapi_ds.QuotaExceededError):
+        client.embeddings(["b"])  # at once: known spent, nothing sent
     assert time.monotonic() - started < 2.0
-    assert emu.stats("embeddings")["requests"] == 2
+    assert emu.stats("embeddings")["requests"] == 1
     assert client.engine.limiter("embeddings").delay() == 0.0
+
+
+@pytest.mark.parametrize("retry_after", ["3600", "inf"])
+def test_without_a_quota_guard_the_limiter_is_not_held_either(retry_after):
+    """The engine alone (no daily-quota guard): the limiter never takes the long wait."""
+
+    async def main() -> tuple[float, int]:
+        emu = Emulator().configure(
+            "embeddings", script=[Fault(status=429, retry_after=retry_after)]
+        )
+        engine = Engine(retry=RetryPolicy(2, max_retry_wait=5))
+        client = AsyncClient(
+            KEY,
+            base_url="http://emulator.deapi-ds.invalid/v1",
+            transport=emu.transport(),
+            engine=engine,
+        )
+        with pytest.raises(deapi_ds.RateLimitError, match="max_retry_wait"):
+            await client.embeddings(["a"])
+        started = time.monotonic()
+        out = await client.embeddings(["b"])
+        return time.monotonic() - started, out.matrix.shape[0]
+
+    elapsed, rows = anyio.run(main)
+    assert rows == 1 and elapsed < 1.0
 
 
 def test_a_retry_after_within_the_cap_is_still_honoured():
