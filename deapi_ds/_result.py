@@ -19,7 +19,32 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["ResultFrame", "STATUS_DTYPE", "error_columns"]
+# The result seam: task modules render their media only through what is re-exported here.
+from .display import _esc as esc_html
+from .display import _open_image as open_image
+from .display import audio_html, format_label, frame_html, image_grid_html, video_html
+
+__all__ = [
+    "STATUS_DTYPE",
+    "ResultFrame",
+    "audio_html",
+    "error_columns",
+    "esc_html",
+    "format_label",
+    "frame_html",
+    "image_grid",
+    "image_grid_html",
+    "open_image",
+    "video_html",
+]
+
+
+def image_grid(*args: Any, **kwargs: Any) -> Any:
+    """:func:`deapi_ds.image_grid` for result classes (matplotlib is imported when drawn)."""
+    from .plotting import image_grid as draw  # lazy: matplotlib
+
+    return draw(*args, **kwargs)
+
 
 STATUS_DTYPE = pd.StringDtype()
 
