@@ -70,7 +70,7 @@ _KEY_PATTERNS = [
 ]
 
 
-def redact(text: str, *secrets: str | None) -> str:
+def redact(text: str, *secrets: Any) -> str:
     """Remove anything that looks like an API key (and the given secrets) from ``text``.
 
     For a deAPI key ``dpn-sk-<id>|<secret>`` the ``<secret>`` part alone is removed too (a
@@ -80,6 +80,8 @@ def redact(text: str, *secrets: str | None) -> str:
     'bad key [redacted] and [redacted]'
     """
     for secret in secrets:
+        if secret is not None and hasattr(secret, "get"):  # a deapi_ds._config.Secret
+            secret = secret.get()
         if secret:
             text = text.replace(secret, "[redacted]")
             tail = secret.partition("|")[2]
@@ -127,14 +129,21 @@ class InvalidParameterError(DeapiError, ValueError):
 
 
 class APIConnectionError(DeapiError):
-    """The request did not get an HTTP answer (connection refused, dropped, truncated)."""
+    """The request did not get an HTTP answer (connection refused, dropped, truncated).
+
+    ``retryable`` is False when trying again cannot help soon: the host name does not resolve,
+    or a remote host refuses connections (a wrong ``base_url``, no network).
+    """
 
     __module__ = "deapi_ds"
 
-    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, endpoint: str | None = None, retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.endpoint = endpoint
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError):

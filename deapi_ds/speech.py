@@ -80,6 +80,10 @@ _EXTENSIONS = {"opus": "opus", "pcm": "pcm", "aac": "aac"}
 _SPEED_RANGE = (0.25, 4.0)
 #: pcm is 24 kHz signed 16-bit little-endian mono (OpenAI's documented raw format).
 _PCM_BYTES_PER_SECOND = 24_000 * 2
+#: The longest text spoken as one clip. The parts of a text are joined in memory, decoded to
+#: float PCM (about 100 KB per second of speech): 1 MB of text would be ~18 hours of audio and
+#: ~10 GiB to join. Longer texts become error rows before anything is sent.
+MAX_TEXT_CHARS = 20_000
 #: At most this many bytes of audio are embedded in a result's notebook HTML.
 INLINE_AUDIO_BUDGET = 8_000_000
 
@@ -357,6 +361,17 @@ class _Row:
     text: str | None
     voice: str
     keys: list[str]
+    error: str | None = None  # refused before sending (see MAX_TEXT_CHARS)
+
+
+def _too_long(text: str) -> str:
+    hours = len(text) / 15 / 3600  # about 15 characters per second of speech
+    return (
+        f"The text has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} that speak() "
+        f"makes into one clip (this one would be about {hours:.1f} h of audio, joined in "
+        "memory). Nothing was sent for it. Split it into several rows (chapters or paragraphs), "
+        "e.g. with deapi_ds.speech.split_sentences(text, 5_000) and DataFrame.explode()."
+    )
 
 
 @dataclasses.dataclass
@@ -408,6 +423,9 @@ def _plan(
     split_cache: dict[str, list[str]] = {}
     for label, value in zip(series.index, series.tolist(), strict=True):
         text = None if is_missing(value) else str(value)
+        if text is not None and len(text) > MAX_TEXT_CHARS:
+            rows.extend(_Row(label, text, name, [], _too_long(text)) for name in names)
+            continue
         if text is not None and text not in split_cache:
             split_cache[text] = split_sentences(text, limit)
         for name in names:
@@ -448,6 +466,7 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
                 billed.add(key)
                 billable += len(plan.parts[key][0])
         status = "empty" if not row.keys else ("cached" if hit == len(row.keys) else "pending")
+        status = "error" if row.error else status
         rows.append((row.text, row.voice, chars, len(row.keys), hit, billable, status))
     frame = pd.DataFrame(
         rows,
@@ -487,7 +506,7 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
         unique=len(plan.parts),
         cached=len(plan.parts) - len(todo),
         empty=int((frame["status"] == "empty").sum()),
-        errors=0,
+        errors=int((frame["status"] == "error").sum()),  # texts over MAX_TEXT_CHARS
         requests=len(todo),
         quantity=billable,
         unit="characters",
@@ -705,6 +724,10 @@ def _frame(
             "error": None,
             "cached": False,
         }
+        if row.error:
+            record.update(status="error", error_type="InvalidInput", error=row.error)
+            records.append(record)
+            continue
         if not row.keys:
             record.update(status="empty", characters=0)
             records.append(record)
@@ -787,7 +810,9 @@ async def aspeak(
     for Kokoro); a format the server does not return itself (deAPI today: anything but mp3) is
     requested as mp3 and converted locally, with the same duration. Texts longer than ``max_chars`` (default: the model's
     limit in the profile) are split at sentence boundaries, and the parts are joined back into
-    one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
+    one clip. Empty or missing texts give status ``"empty"`` without a request; a text longer
+    than :data:`MAX_TEXT_CHARS` (20,000, about 20 minutes of speech) is an error row, refused
+    before sending. Each distinct
     part is requested once and cached per (part, voice, format, speed, model); a rerun sends
     nothing for cached parts. :func:`estimate_speak` takes the same arguments and tells what
     would be sent and paid, sending nothing.

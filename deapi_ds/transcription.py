@@ -33,7 +33,6 @@ in ``result.meta["unlisted"]``.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import functools
 import json
 import math
@@ -50,7 +49,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import _media
+from . import _files, _media
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, Transcription
 from ._common import is_missing
@@ -62,6 +61,7 @@ from ._exceptions import (
     InvalidParameterError,
     ResponseValidationError,
 )
+from ._files import walk_folder as _walk
 from ._pipeline import (
     FATAL_ERRORS,
     Answer,
@@ -293,9 +293,9 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
     for pos, (label, value) in enumerate(zip(series.index, series.tolist(), strict=True)):
         if isinstance(value, str | os.PathLike) and not is_missing(value):
             path = os.fspath(value)
-            path = path if isinstance(path, str) else path.decode(errors="replace")
-            file = path
-            item = _Item(pos, file, path=path, name=os.path.basename(path) or path)
+            path = path if isinstance(path, str) else os.fsdecode(path)
+            file = _files.display_name(path)  # a name that is not UTF-8 stays storable
+            item = _Item(pos, file, path=path, name=os.path.basename(file) or file)
         elif isinstance(value, bytes | bytearray | memoryview):
             file = f"bytes[{label}]"
             item = _Item(pos, file, data=bytes(value), name=file, size=len(value))
@@ -315,78 +315,6 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
             item.file = f"{item.file} #{seen[item.file]}"
         items.append(item)
     return items
-
-
-def _check_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
-    if extensions is None:
-        return _media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS
-    if isinstance(extensions, str):
-        extensions = [extensions]
-    out = set()
-    for ext in extensions:
-        if not isinstance(ext, str) or not ext.strip(". "):
-            raise InvalidParameterError(
-                f"extensions must be file extensions such as '.mp3' or 'wav'. Got {ext!r}."
-            )
-        ext = ext.strip().lower()
-        out.add(ext if ext.startswith(".") else f".{ext}")
-    return frozenset(out)
-
-
-def _walk(
-    root: str,
-    *,
-    pattern: str,
-    recursive: bool,
-    extensions: frozenset[str],
-    include_hidden: bool,
-    unlisted: list[OSError] | None = None,
-) -> tuple[list[tuple[str, str]], int]:
-    """Sorted (relative posix path, full path) of the matching files, and the ignored count.
-
-    Symbolic links are followed, but every real folder is visited once, so a link loop (or a
-    link back to a parent) cannot hang the walk. Folders that cannot be listed (no permission)
-    are appended to ``unlisted``.
-    """
-    found: list[tuple[str, str]] = []
-    ignored = 0
-    on_error = unlisted.append if unlisted is not None else None
-    visited: set[tuple[int, int]] = set()
-    try:
-        st = os.stat(root)
-        visited.add((st.st_dev, st.st_ino))
-    except OSError:
-        pass
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=on_error):
-        keep = []
-        for d in sorted(dirnames):
-            if not include_hidden and d.startswith("."):
-                continue
-            full = os.path.join(dirpath, d)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue  # broken link to a folder
-            ident = (st.st_dev, st.st_ino)
-            if ident in visited:
-                continue  # a link loop or a second link to a folder already walked
-            visited.add(ident)
-            keep.append(d)
-        dirnames[:] = keep if recursive else []
-        for name in filenames:
-            if not include_hidden and name.startswith("."):
-                continue
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if os.path.splitext(name)[1].lower() not in extensions:
-                ignored += 1
-                continue
-            target = rel if "/" in pattern else name
-            if not fnmatch.fnmatch(target, pattern):
-                continue
-            found.append((rel, full))
-    found.sort(key=lambda pair: pair[0])
-    return found, ignored
 
 
 # --------------------------------------------------------------------------------------------
@@ -941,10 +869,8 @@ def _read(item: _Item) -> bytes:
     if item.data is not None:
         return item.data
     assert item.path is not None
-    if os.path.isdir(item.path):
-        raise IsADirectoryError(f"{item.path} is a folder, not a file")
-    with open(item.path, "rb") as fh:
-        return fh.read()
+    # regular files only (a FIFO or /dev/zero is never opened), of a bounded size
+    return _files.read_file(item.path, max_bytes=_files.MAX_SPLIT_FILE_BYTES, open_file=open)
 
 
 async def _hash_all(
@@ -1134,8 +1060,9 @@ def _assemble(
         segments = rec["segments"] if rec else []
         fmt = rec.get("response_format") if rec else None
         cols["file"].append(it.file)
-        cols["path"].append(it.path)
-        cols["name"].append(it.name)
+        # shown and stored names are valid UTF-8; the real path stays in sources, to re-read
+        cols["path"].append(None if it.path is None else _files.display_name(it.path))
+        cols["name"].append(None if it.name is None else _files.display_name(it.name))
         cols["size"].append(it.size)
         cols["duration"].append(
             it.duration if it.duration is not None else (rec or {}).get("api_duration")
@@ -1297,7 +1224,9 @@ async def _folder_items(
         )
     if not isinstance(pattern, str) or not pattern:
         raise InvalidParameterError(f"pattern must be a glob such as '*.mp3'. Got {pattern!r}.")
-    exts = _check_extensions(extensions)
+    exts = _files.check_extensions(
+        extensions, default=_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS
+    )
     unlisted: list[OSError] = []
     found, ignored = await anyio.to_thread.run_sync(
         lambda: _walk(

@@ -23,6 +23,7 @@ RANKS: dict[str, int] = {
     "_exceptions": 0,
     "_common": 0,
     "_profiles": 2,
+    "_loops": 2,  # which event loop is running; one object per loop (below _transport)
     "_transport": 3,
     "_engine": 4,
     "_cache": 5,

@@ -26,7 +26,15 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from . import _models as M
-from ._faults import Decision, EndpointConfig, Fault, validate_script
+from ._faults import (
+    GZIP_BOMB_SIZE,
+    TRICKLE_INTERVAL,
+    Decision,
+    EndpointConfig,
+    Fault,
+    gzip_bomb,
+    validate_script,
+)
 from ._multipart import MultipartError, Part, parse_multipart
 
 __all__ = ["ENDPOINTS", "Emulator", "EmulatorResponse"]
@@ -79,8 +87,9 @@ class EmulatorResponse:
 
     ``headers`` never contain Content-Length (the adapters add it). ``latency`` is the delay
     (seconds) the adapter sleeps before answering; ``action`` is None, ``"drop"`` (close the
-    connection without answering) or ``"truncate"`` (send half of ``body`` with the full
-    Content-Length, then close).
+    connection without answering), ``"truncate"`` (send half of ``body`` with the full
+    Content-Length, then close) or ``"trickle"`` (send the headers, then ``body`` one byte
+    every ``interval`` seconds).
     """
 
     status: int
@@ -89,6 +98,7 @@ class EmulatorResponse:
     endpoint: str | None = None
     latency: float = 0.0
     action: str | None = None
+    interval: float = 0.0
 
     def json(self) -> Any:
         """Decode the body as JSON."""
@@ -350,6 +360,7 @@ class Emulator:
         self._counter = 0
         #: The last 10,000 requests: dicts with endpoint, method, path, status and billing.
         self.history: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self._on_close: list[Callable[[], Any]] = []
         self._routes: list[tuple[str, re.Pattern[str], str, Callable[[_Request], _Result]]] = [
             ("GET", re.compile(r"/v1/models"), "models", self._list_models),
             ("GET", re.compile(r"/v1/models/(?P<model>[^/]+)"), "models", self._get_model),
@@ -430,6 +441,30 @@ class Emulator:
             f"<Emulator ({key}), {int(sum(s['requests'] for s in self._stats.values()))} requests>"
         )
 
+    # ------------------------------------------------------------------ lifetime
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` when :meth:`close` is called (last registered, first run).
+
+        Whoever wires the emulator in (``deapi_ds.use_emulator()``) registers its undo here,
+        so that ``emu.close()`` and ``with ... as emu:`` put everything back.
+        """
+        with self._lock:
+            self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Run the :meth:`on_close` callbacks once (idempotent); the emulator itself stays usable."""
+        with self._lock:
+            callbacks, self._on_close = self._on_close[::-1], []
+        for callback in callbacks:
+            callback()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ configuration
 
     def configure(
@@ -444,6 +479,7 @@ class Emulator:
         shuffle_index: bool = _UNSET,
         drop_items: int = _UNSET,
         wrong_dimension: int | None = _UNSET,
+        nan_vectors: bool = _UNSET,
         seed: int = _UNSET,
     ) -> Emulator:
         """Set rate limits and faults for one endpoint key (or ``"*"`` = every endpoint).
@@ -487,6 +523,8 @@ class Emulator:
                     f"wrong_dimension must be a positive int or None. Got {wrong_dimension!r}."
                 )
             changes["wrong_dimension"] = wrong_dimension
+        if nan_vectors is not _UNSET:
+            changes["nan_vectors"] = bool(nan_vectors)
         if seed is not _UNSET:
             changes["seed"] = int(seed)
         with self._lock:
@@ -657,6 +695,12 @@ class Emulator:
                         self._stats[endpoint][key] += value
         if fault is not None and fault.kind == "truncate":
             response.action = "truncate"
+        elif fault is not None and fault.kind == "trickle":
+            response.action = "trickle"
+            response.interval = float(fault.interval or TRICKLE_INTERVAL)
+        elif fault is not None and fault.kind == "gzip_bomb" and 200 <= response.status < 300:
+            response.body = gzip_bomb(int(fault.size or GZIP_BOMB_SIZE))
+            response.headers["Content-Encoding"] = "gzip"
         return self._finish(req, endpoint, request_id, response)
 
     def _finish(
@@ -911,16 +955,26 @@ class Emulator:
             if permuted == order:
                 permuted = order[1:] + order[:1]
             order = permuted
+        nulls: set[int] = set()
+        if decision.nan_vectors:  # index 0: NaN, 1: +inf, 2: null (see _faults)
+            matrix = matrix.copy()
+            for i, bad in enumerate((np.nan, np.inf)[: len(texts)]):
+                matrix[i, 0] = bad
+            nulls = {2} if len(texts) > 2 else set()
         if encoding == "base64":
             little = matrix.astype("<f4", copy=False)
             items = [
                 {"object": "embedding", "index": i, "embedding": _b64(little[i])} for i in order
             ]
         else:
-            rounded = np.round(matrix.astype(np.float64), 9)
+            with np.errstate(invalid="ignore"):
+                rounded = np.round(matrix.astype(np.float64), 9)
             items = [
                 {"object": "embedding", "index": i, "embedding": rounded[i].tolist()} for i in order
             ]
+        for item in items:
+            if item["index"] in nulls:
+                item["embedding"] = None
         payload = {
             "object": "list",
             "data": items,
