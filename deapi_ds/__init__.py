@@ -6,10 +6,10 @@ DataFrame scale, from Jupyter.
 >>> deapi_ds.models()                # a DataFrame of the models you can use
 """
 
+from typing import TYPE_CHECKING
+
 from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
 from ._cache import ResultCache
-from ._catalog import amodels, models, use_emulator
-from ._client import AsyncClient, Client
 from ._config import Settings, config_context, get_config, reset_config, set_config
 from ._exceptions import (
     APIConnectionError,
@@ -35,28 +35,74 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._version import __version__
-from .embeddings import (
-    EmbeddingResult,
-    EmbeddingTransformer,
-    Estimate,
-    aembed,
-    aestimate,
-    embed,
-    estimate,
-)
-from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
 from .plotting import image_grid
 from .search import SearchIndex, search, top_k
-from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
-from .testing import emulated
-from .transcription import (
-    TranscriptionResult,
-    atranscribe,
-    atranscribe_folder,
-    transcribe,
-    transcribe_folder,
-)
-from .video import VideoJob, VideoJobs, agenerate_video, generate_video
+
+if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for readers and tools
+    from ._catalog import amodels, models, use_emulator
+    from ._client import AsyncClient, Client
+    from .embeddings import (
+        EmbeddingResult,
+        EmbeddingTransformer,
+        Estimate,
+        aembed,
+        aestimate,
+        embed,
+        estimate,
+    )
+    from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
+    from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
+    from .testing import emulated
+    from .transcription import (
+        TranscriptionResult,
+        atranscribe,
+        atranscribe_folder,
+        transcribe,
+        transcribe_folder,
+    )
+    from .video import VideoJob, VideoJobs, agenerate_video, generate_video
+
+#: Public names imported when first used: the modules behind them bring httpx, anyio, tenacity,
+#: PyAV, pytest ..., which would double the cost of ``import deapi_ds``.
+_LAZY = {
+    **dict.fromkeys(["amodels", "models", "use_emulator"], "_catalog"),
+    **dict.fromkeys(["AsyncClient", "Client"], "_client"),
+    **dict.fromkeys(
+        ["EmbeddingResult", "EmbeddingTransformer", "Estimate", "aembed", "aestimate", "embed"],
+        "embeddings",
+    ),
+    "estimate": "embeddings",
+    **dict.fromkeys(
+        ["ImageResult", "aedit_images", "agenerate_images", "edit_images", "generate_images"],
+        "images",
+    ),
+    **dict.fromkeys(["SpeechResult", "aspeak", "estimate_speech", "speak", "voices"], "speech"),
+    "emulated": "testing",
+    **dict.fromkeys(
+        ["TranscriptionResult", "atranscribe", "atranscribe_folder", "transcribe"],
+        "transcription",
+    ),
+    "transcribe_folder": "transcription",
+    **dict.fromkeys(["VideoJob", "VideoJobs", "agenerate_video", "generate_video"], "video"),
+}
+
+
+def __getattr__(name: str) -> object:
+    from importlib import import_module, util
+
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+    if name.isidentifier() and not name.startswith("__") and util.find_spec(f"{__name__}.{name}"):
+        return import_module(f"{__name__}.{name}")  # deapi_ds.video etc. without an import
+    raise AttributeError(f"module 'deapi_ds' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "APIConnectionError",

@@ -56,9 +56,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ._exceptions import CacheError, CacheWarning, InvalidParameterError
+from ._lazy import lazy_module
+
+pq = lazy_module("pyarrow.parquet")  # lazy: only cache reads and writes need it
 
 if TYPE_CHECKING:
     from ._config import Settings
