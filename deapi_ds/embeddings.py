@@ -370,6 +370,11 @@ class EmbeddingResult(ResultFrame):
         self.usage = dict(usage)
         self.model = model
 
+    def _take(self, positions: np.ndarray) -> EmbeddingResult:
+        new = self._subset(positions)  # a row selection keeps its vectors
+        new.matrix = np.ascontiguousarray(self.matrix[positions])
+        return new
+
     @property
     def dimension(self) -> int:
         return int(self.matrix.shape[1])

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import deapi_ds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,9 +99,5 @@ def test_lazy_module_proxy():
     assert json.dumps([1]) == "[1]"
     assert "(imported)" in repr(json)
     missing = lazy_module("deapi_ds_no_such_module")
-    try:
-        missing.anything
-    except ModuleNotFoundError as exc:
-        assert "deapi_ds_no_such_module" in str(exc)
-    else:
-        raise AssertionError("no error")
+    with pytest.raises(ModuleNotFoundError, match="deapi_ds_no_such_module"):
+        _ = missing.anything
