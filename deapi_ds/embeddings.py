@@ -386,24 +386,21 @@ class EmbeddingResult(ResultFrame):
     def to_series(self, name: str = "embedding", *, arrow: bool = False) -> pd.Series:
         """The vectors as a DataFrame column, without copying and without Python lists.
 
-        By default each cell is a float32 numpy view of its row of :attr:`matrix` (``None``
-        where there is no vector); ``df.to_parquet`` stores the column as ``list<float>`` and
-        ``pd.read_parquet`` gives float32 arrays back. ``arrow=True`` gives an Arrow
-        ``fixed_size_list<float>[dim]`` column instead (read it back with
+        By default each cell is a float32 numpy view of its row of :attr:`matrix`; a row
+        without a vector (empty text, error) holds a NaN vector of the same dimension, as in
+        :attr:`matrix`, so ``np.stack(column)`` always works. ``df.to_parquet`` stores the column
+        as ``list<float>`` and ``pd.read_parquet`` gives float32 arrays back. ``arrow=True``
+        gives an Arrow ``fixed_size_list<float>[dim]`` column instead (read it back with
         ``pd.read_parquet(..., dtype_backend="pyarrow")``: pandas cannot rebuild that dtype
         from parquet metadata otherwise).
         """
-        ok = self.ok
         if arrow:
             arr = embedding_array(self.matrix)
-            if not ok.all():
-                arr = pa.FixedSizeListArray.from_arrays(
-                    arr.values, self.dimension, mask=pa.array(~ok)
-                )
+            arr = pa.FixedSizeListArray.from_arrays(arr.values, self.dimension)  # nullable items
             return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=self.frame.index, name=name)
         cells = np.empty(len(self.matrix), dtype=object)
-        for i in np.flatnonzero(ok):
-            cells[i] = self.matrix[i]
+        for i, row in enumerate(self.matrix):  # row views; rows without a vector are NaN rows
+            cells[i] = row
         return pd.Series(cells, index=self.frame.index, name=name, dtype=object)
 
     def to_frame(self, data: pd.DataFrame | None = None, name: str = "embedding") -> pd.DataFrame:

@@ -160,3 +160,22 @@ def test_save_returns_paths_aligned_and_never_replaces_other_content(emulator, t
     assert saved.name == "path" and saved.notna().all()
     assert jobs.save(tmp_path / "videos").equals(saved)
     assert jobs.frame["path"].tolist() == saved.tolist()
+
+
+# --- missing vectors -------------------------------------------------------------------------
+
+
+def test_rows_without_a_vector_hold_nan_vectors_everywhere(emulator, tmp_path):
+    res = deapi_ds.embed(["a fox", None, "  ", "a bay"], cache=None)
+    assert res.status.tolist() == ["ok", "empty", "empty", "ok"]
+    assert np.isnan(res.matrix[[1, 2]]).all() and not np.isnan(res.matrix[[0, 3]]).any()
+    column = res.to_series()
+    for cell, row in zip(column, res.matrix, strict=True):
+        assert isinstance(cell, np.ndarray) and cell.dtype == np.float32 and cell.shape == (1024,)
+        np.testing.assert_array_equal(cell, row)
+    path = tmp_path / "e.parquet"
+    pd.DataFrame({"embedding": column}).to_parquet(path)
+    back = np.stack(pd.read_parquet(path)["embedding"])
+    np.testing.assert_array_equal(back, res.matrix)  # NaN rows compare equal here
+    arrow = res.to_series(arrow=True)
+    np.testing.assert_array_equal(np.stack(arrow.to_numpy()).astype(np.float32), res.matrix)
