@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ResultFrame", "STATUS_DTYPE", "atomic_write", "error_columns", "write_media"]
+__all__ = ["ResultFrame", "STATUS_DTYPE", "atomic_write", "error_columns", "plural", "write_media"]
 
 STATUS_DTYPE = pd.StringDtype()
 
@@ -55,8 +55,22 @@ _POSITION = "__deapi_ds_position__"
 class ResultFrame:
     """A task's result: ``.frame`` (a DataFrame) with rich display. Subclasses add helpers."""
 
-    #: Columns rendered inline in notebooks, mapped to their kind ("image", "audio", "video").
-    media: Mapping[str, str] = {}
+    # A kind declares ``media = {"image": "image"}`` in its class body; __init_subclass__ moves
+    # it here so that the public ``media`` is a property with a docstring of its own.
+    _media_columns: Mapping[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("media")
+        if isinstance(declared, Mapping):
+            cls._media_columns = dict(declared)
+            delattr(cls, "media")
+
+    @property
+    def media(self) -> Mapping[str, str]:
+        """Columns rendered inline in notebooks, mapped to their kind ("image", "audio" or
+        "video"), e.g. ``{"image": "image"}``; empty for results without media."""
+        return self._media_columns
 
     def __init__(self, frame: pd.DataFrame, *, meta: Mapping[str, Any] | None = None) -> None:
         #: The plain DataFrame behind this result (also :meth:`to_pandas`).
@@ -204,6 +218,11 @@ class _Indexer:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         getattr(self._owner.frame, self._kind)[key] = value
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 request"``, ``"2 requests"``, ``"12,000 rows"``: a count and its noun."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def write_media(path: Path, data: bytes, *, overwrite: bool) -> None:

@@ -51,7 +51,7 @@ from ._exceptions import (
     ResponseValidationError,
 )
 from ._profiles import get_profile
-from ._result import STATUS_DTYPE, ResultFrame
+from ._result import STATUS_DTYPE, ResultFrame, plural
 from ._tasks import FATAL_ERRORS, as_series, map_batches, resolve_client, syncify
 
 __all__ = [
@@ -345,7 +345,7 @@ class Estimate:
             when = "no client-side rate limit"
         return (
             f"{self.model}: {self.rows:,} rows ({self.unique:,} unique, {self.cached:,} cached, "
-            f"{self.empty:,} empty) -> {self.requests:,} requests, ~{self.tokens:,} tokens, "
+            f"{self.empty:,} empty) -> {plural(self.requests, 'request')}, ~{self.tokens:,} tokens, "
             f"{cost}, {when}"
         )
 
@@ -377,10 +377,12 @@ class EmbeddingResult(ResultFrame):
 
     @property
     def dimension(self) -> int:
+        """The vectors' dimension (columns of :attr:`matrix`)."""
         return int(self.matrix.shape[1])
 
     @property
     def status(self) -> pd.Series:
+        """Each row's status: ok, cached, empty, truncated or error."""
         return self.frame["status"]
 
     def to_series(self, name: str = "embedding", *, arrow: bool = False) -> pd.Series:
@@ -416,8 +418,10 @@ class EmbeddingResult(ResultFrame):
         return SearchIndex(frame, self.matrix, embed=default_embedder(self.model), **kwargs)
 
     def summary(self) -> str:
+        """One line: rows per status, dimension and requests sent."""
         base = super().summary()
-        return f"{base}, {self.matrix.shape[1] if self.matrix.ndim == 2 else 0} dims, {self.usage.get('requests', 0)} requests"
+        dims = self.matrix.shape[1] if self.matrix.ndim == 2 else 0
+        return f"{base}, {dims} dims, {plural(int(self.usage.get('requests', 0)), 'request')}"
 
 
 # --- the task --------------------------------------------------------------------------------
@@ -849,6 +853,7 @@ class EmbeddingTransformer:
         self.progress = progress
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn API)."""
         return {
             "model": self.model,
             "on_long": self.on_long,
@@ -858,6 +863,7 @@ class EmbeddingTransformer:
         }
 
     def set_params(self, **params: Any) -> EmbeddingTransformer:
+        """Set constructor parameters (scikit-learn API); returns self."""
         for key, value in params.items():
             if key not in self.get_params():
                 raise InvalidParameterError(
@@ -867,10 +873,12 @@ class EmbeddingTransformer:
         return self
 
     def fit(self, X: Any, y: Any = None) -> EmbeddingTransformer:
+        """Nothing to learn: returns self (scikit-learn API)."""
         self.n_features_in_ = 1
         return self
 
     def transform(self, X: Any) -> np.ndarray:
+        """Embed the texts ``X`` (a list, Series or one-column frame): the float32 matrix."""
         if isinstance(X, pd.DataFrame):
             if X.shape[1] != 1:
                 raise InvalidParameterError(
@@ -898,6 +906,7 @@ class EmbeddingTransformer:
         return np.nan_to_num(res.matrix, nan=0.0)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X).transform(X)``."""
         return self.fit(X, y).transform(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

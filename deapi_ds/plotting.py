@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from deapi_ds._exceptions import InvalidParameterError
+from deapi_ds._result import plural
 from deapi_ds.display import _is_missing, _normalize_mode, _open_image, format_label
 from deapi_ds.search import as_matrix
 
@@ -185,10 +186,6 @@ def _category_colors(values: Sequence[Any]) -> dict[Any, Any]:
 def _short_name(value: Any, width: int = 32) -> str:
     text = PurePath(str(value)).name if isinstance(value, str) and "/" in value else str(value)
     return text if len(text) <= width else "…" + text[-(width - 1) :]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _wrap(text: str, width: int, max_lines: int = 3) -> str:
@@ -765,7 +762,7 @@ def timeline_plot(
     target.set_title(
         title
         if title is not None
-        else f"{_count(int(ok.sum()), 'segment')} in {_count(len(lanes), 'file')}"
+        else f"{plural(int(ok.sum()), 'segment')} in {plural(len(lanes), 'file')}"
         + (f" ({skipped:,} without times skipped)" if skipped else ""),
         fontsize=10,
     )
@@ -850,7 +847,7 @@ def duration_plot(
             amount = f"{total / 60:.1f} min"
         else:
             amount = f"{total / 3600:.1f} h"
-        title = f"{_count(len(files), 'file')}, {amount} in total"
+        title = f"{plural(len(files), 'file')}, {amount} in total"
     target.set_title(title, fontsize=10)
     target.grid(axis="x", alpha=0.3)
     return target if fig is None else fig

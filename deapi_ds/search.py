@@ -580,6 +580,7 @@ class SearchIndex:
 
     @property
     def dim(self) -> int:
+        """The vectors' dimension."""
         return int(self._vectors.shape[1])
 
     def __len__(self) -> int:

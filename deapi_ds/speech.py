@@ -39,7 +39,7 @@ from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client
 from ._exceptions import CacheError, CacheWarning, InvalidParameterError, ResponseValidationError
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
-from ._result import STATUS_DTYPE, ResultFrame, error_columns, write_media
+from ._result import STATUS_DTYPE, ResultFrame, error_columns, plural, write_media
 from ._tasks import as_series, map_batches, resolve_client, syncify
 
 __all__ = [
@@ -458,7 +458,8 @@ class SpeechEstimate(ResultFrame):
         cost = "unknown cost" if self.cost is None else f"about ${self.cost:.4f}"
         return (
             f"SpeechEstimate: {len(self.frame)} clips, {self.characters:,} characters; "
-            f"{self.requests} requests for {self.billable_characters:,} uncached characters, "
+            f"{plural(self.requests, 'request')} for {self.billable_characters:,} uncached "
+            "characters, "
             f"{cost}"
         )
 

@@ -1390,6 +1390,7 @@ class TranscriptionResult(ResultFrame):
         return self.frame
 
     def summary(self) -> str:
+        """One line: files per status, segments and hours of audio."""
         base = super().summary()
         seconds = float(self.frame["duration"].fillna(0).sum())
         extra = f", {len(self.segments):,} segments, {_human_duration(seconds)} of audio"

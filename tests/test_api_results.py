@@ -127,7 +127,7 @@ def test_every_result_with_media_has_save():
         for name in deapi_ds.__all__
         if isinstance(cls := getattr(deapi_ds, name), type)
         and issubclass(cls, ResultFrame)
-        and cls.media
+        and cls._media_columns
     ]
     assert sorted(c.__name__ for c in media_kinds) == sorted(c.__name__ for c in SAVERS)
 
