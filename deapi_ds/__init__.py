@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
 from ._cache import ResultCache
 from ._config import Settings, config_context, get_config, reset_config, set_config
+from ._estimate import Estimate
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -29,11 +30,13 @@ from ._exceptions import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     ResponseValidationError,
     ServerError,
     UnprocessableEntityError,
 )
+from ._quota import QuotaStatus, quota_status
 from ._version import __version__
 from .plotting import image_grid
 from .search import SearchIndex, search, top_k
@@ -44,47 +47,96 @@ if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for re
     from .embeddings import (
         EmbeddingResult,
         EmbeddingTransformer,
-        Estimate,
         aembed,
         aestimate,
+        aestimate_embed,
         embed,
         estimate,
+        estimate_embed,
     )
-    from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
-    from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
+    from .images import (
+        ImageResult,
+        aedit_images,
+        aestimate_edit_images,
+        aestimate_generate_images,
+        agenerate_images,
+        edit_images,
+        estimate_edit_images,
+        estimate_generate_images,
+        generate_images,
+    )
+    from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
     from .testing import emulated
     from .transcription import (
         TranscriptionResult,
+        aestimate_transcribe,
+        aestimate_transcribe_folder,
         atranscribe,
         atranscribe_folder,
+        estimate_transcribe,
+        estimate_transcribe_folder,
         transcribe,
         transcribe_folder,
     )
-    from .video import VideoJob, VideoJobs, agenerate_video, generate_video
+    from .video import (
+        VideoJob,
+        VideoJobs,
+        aestimate_generate_video,
+        agenerate_video,
+        estimate_generate_video,
+        generate_video,
+    )
+
 
 #: Public names imported when first used: the modules behind them bring httpx, anyio, tenacity,
 #: PyAV, pytest ..., which would double the cost of ``import deapi_ds``.
-_LAZY = {
-    **dict.fromkeys(["amodels", "models", "use_emulator"], "_catalog"),
-    **dict.fromkeys(["AsyncClient", "Client"], "_client"),
-    **dict.fromkeys(
-        ["EmbeddingResult", "EmbeddingTransformer", "Estimate", "aembed", "aestimate", "embed"],
-        "embeddings",
-    ),
-    "estimate": "embeddings",
-    **dict.fromkeys(
-        ["ImageResult", "aedit_images", "agenerate_images", "edit_images", "generate_images"],
-        "images",
-    ),
-    **dict.fromkeys(["SpeechResult", "aspeak", "estimate_speech", "speak", "voices"], "speech"),
-    "emulated": "testing",
-    **dict.fromkeys(
-        ["TranscriptionResult", "atranscribe", "atranscribe_folder", "transcribe"],
-        "transcription",
-    ),
-    "transcribe_folder": "transcription",
-    **dict.fromkeys(["VideoJob", "VideoJobs", "agenerate_video", "generate_video"], "video"),
+_LAZY_MODULES = {
+    "_catalog": ["amodels", "models", "use_emulator"],
+    "_client": ["AsyncClient", "Client"],
+    "embeddings": [
+        "EmbeddingResult",
+        "EmbeddingTransformer",
+        "aembed",
+        "aestimate",
+        "aestimate_embed",
+        "embed",
+        "estimate",
+        "estimate_embed",
+    ],
+    "images": [
+        "ImageResult",
+        "aedit_images",
+        "aestimate_edit_images",
+        "aestimate_generate_images",
+        "agenerate_images",
+        "edit_images",
+        "estimate_edit_images",
+        "estimate_generate_images",
+        "generate_images",
+    ],
+    "speech": ["SpeechResult", "aspeak", "estimate_speak", "estimate_speech", "speak", "voices"],
+    "testing": ["emulated"],
+    "transcription": [
+        "TranscriptionResult",
+        "aestimate_transcribe",
+        "aestimate_transcribe_folder",
+        "atranscribe",
+        "atranscribe_folder",
+        "estimate_transcribe",
+        "estimate_transcribe_folder",
+        "transcribe",
+        "transcribe_folder",
+    ],
+    "video": [
+        "VideoJob",
+        "VideoJobs",
+        "aestimate_generate_video",
+        "agenerate_video",
+        "estimate_generate_video",
+        "generate_video",
+    ],
 }
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> object:
@@ -128,6 +180,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
+    "QuotaStatus",
     "RateLimitError",
     "ResponseValidationError",
     "ResultCache",
@@ -143,6 +197,12 @@ __all__ = [
     "aedit_images",
     "aembed",
     "aestimate",
+    "aestimate_edit_images",
+    "aestimate_embed",
+    "aestimate_generate_images",
+    "aestimate_generate_video",
+    "aestimate_transcribe",
+    "aestimate_transcribe_folder",
     "agenerate_images",
     "agenerate_video",
     "amodels",
@@ -155,12 +215,20 @@ __all__ = [
     "embed",
     "emulated",
     "estimate",
+    "estimate_edit_images",
+    "estimate_embed",
+    "estimate_generate_images",
+    "estimate_generate_video",
+    "estimate_speak",
     "estimate_speech",
+    "estimate_transcribe",
+    "estimate_transcribe_folder",
     "generate_images",
     "generate_video",
     "get_config",
     "image_grid",
     "models",
+    "quota_status",
     "reset_config",
     "search",
     "set_config",

@@ -44,7 +44,6 @@ import dataclasses
 import hashlib
 import html as _html
 import io
-import math
 import os
 import re
 import unicodedata
@@ -56,19 +55,34 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, GeneratedImage
+from ._common import is_missing
 from ._config import get_config
+from ._estimate import Estimate
 from ._exceptions import (
-    CacheWarning,
     DeapiError,
     InvalidParameterError,
     ResponseValidationError,
 )
+from ._pipeline import (
+    CACHED,
+    ERROR,
+    OK,
+    QUOTA,
+    Answer,
+    Progress,
+    Task,
+    as_series,
+    check_outcome,
+    quota_fields,
+    run_task,
+)
 from ._profiles import ModelProfile, ProviderProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, atomic_write
-from ._tasks import as_series, map_batches, resolve_client, syncify
+from ._tasks import resolve_client, syncify
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -77,8 +91,12 @@ __all__ = [
     "ImageGrid",
     "ImageResult",
     "aedit_images",
+    "aestimate_edit_images",
+    "aestimate_generate_images",
     "agenerate_images",
     "edit_images",
+    "estimate_edit_images",
+    "estimate_generate_images",
     "generate_images",
     "safe_filename",
 ]
@@ -148,25 +166,22 @@ class ImageGrid:
         return {"text/plain": repr(self), "text/html": self.html}
 
 
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
 def default_caption(record: Mapping[str, Any]) -> str:
     """``prompt`` on the first line, then ``seed · model`` (and size, image number)."""
     prompt = record.get("prompt")
-    prompt = "" if _missing(prompt) else str(prompt)
+    prompt = "" if is_missing(prompt) else str(prompt)
     if len(prompt) > 120:
         prompt = prompt[:119] + "…"
     seed = record.get("seed")
-    parts = [f"seed {seed}" if not _missing(seed) else "seed random", str(record.get("model", ""))]
+    parts = [
+        f"seed {seed}" if not is_missing(seed) else "seed random",
+        str(record.get("model", "")),
+    ]
     size = record.get("size")
-    if not _missing(size):
+    if not is_missing(size):
         parts.append(str(size))
     n_index = record.get("n_index")
-    if not _missing(n_index) and int(n_index) > 0:
+    if not is_missing(n_index) and int(n_index) > 0:
         parts.append(f"#{int(n_index)}")
     return f"{prompt}\n{' · '.join(parts)}"
 
@@ -202,7 +217,7 @@ class ImageResult(ResultFrame):
 
         out: list[Any] = []
         for data in self.frame["image"]:
-            if _missing(data) or not data:
+            if is_missing(data) or not data:
                 out.append(None)
                 continue
             im = Image.open(io.BytesIO(data))
@@ -218,11 +233,11 @@ class ImageResult(ResultFrame):
         for rec in self.frame.to_dict("records"):
             caption = default_caption(rec) if label is None else format_label(rec, label)
             error = None
-            if rec.get("status") in ("error", "empty") or _missing(rec.get("image")):
+            if rec.get("status") in ("error", "empty") or is_missing(rec.get("image")):
                 kind = rec.get("error_type")
                 message = rec.get("error")
-                message = "no image" if _missing(message) else str(message)
-                error = message if _missing(kind) else f"{kind}: {message}"
+                message = "no image" if is_missing(message) else str(message)
+                error = message if is_missing(kind) else f"{kind}: {message}"
             items.append({"image": rec.get("image"), "caption": caption, "error": error})
         return items
 
@@ -337,7 +352,7 @@ class ImageResult(ResultFrame):
         paths: list[Any] = []
         for rec in frame.to_dict("records"):
             data = rec.get("image")
-            if _missing(data) or not data:
+            if is_missing(data) or not data:
                 paths.append(pd.NA)
                 continue
             png = _png_with_metadata(data, self._metadata(rec))
@@ -354,7 +369,7 @@ class ImageResult(ResultFrame):
         meta = {}
         for name in ("prompt", "model", "size", "seed", "n_index", "input"):
             value = rec.get(name)
-            if name in rec and not _missing(value):
+            if name in rec and not is_missing(value):
                 meta[name] = str(value)
         if "seed" not in meta:
             meta["seed"] = "random"
@@ -384,7 +399,7 @@ def safe_filename(text: Any, max_length: int = 60, *, default: str = "image") ->
     >>> safe_filename("🐱🐶")
     'image'
     """
-    text = unicodedata.normalize("NFKC", "" if _missing(text) else str(text))
+    text = unicodedata.normalize("NFKC", "" if is_missing(text) else str(text))
     chars = [ch.lower() if ch.isalnum() else "-" for ch in text]
     slug = re.sub(r"-+", "-", "".join(chars)).strip("-")
     slug = slug[:max_length].rstrip("-")
@@ -397,11 +412,11 @@ def _file_stem(rec: Mapping[str, Any], max_length: int, multi_size: bool) -> str
     parts = [safe_filename(rec.get("prompt"), max_length)]
     parts.append(safe_filename(rec.get("model"), 40, default="model"))
     seed = rec.get("seed")
-    parts.append(f"s{int(seed)}" if not _missing(seed) else "rnd")
-    if multi_size and not _missing(rec.get("size")):
+    parts.append(f"s{int(seed)}" if not is_missing(seed) else "rnd")
+    if multi_size and not is_missing(rec.get("size")):
         parts.append(safe_filename(rec.get("size"), 12))
     n_index = rec.get("n_index")
-    if not _missing(n_index) and int(n_index) > 0:
+    if not is_missing(n_index) and int(n_index) > 0:
         parts.append(str(int(n_index)))
     return "_".join(parts)
 
@@ -513,7 +528,7 @@ def _check_sizes(
 def _check_seeds(seeds: Any, func: str) -> list[int | None]:
     out: list[int | None] = []
     for s in _as_list(seeds, "seeds", func):
-        if _missing(s):
+        if is_missing(s):
             out.append(None)
             continue
         if isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= int(s) < 2**32:
@@ -676,7 +691,7 @@ def _texts(prompts: Any, column: Any, func: str) -> tuple[list[Any], list[Any]]:
 
 
 def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:
-    if _missing(prompt) or (isinstance(prompt, str) and not prompt.strip()):
+    if is_missing(prompt) or (isinstance(prompt, str) and not prompt.strip()):
         return ("empty", "EmptyInput", "The prompt is empty; nothing was generated.")
     if not isinstance(prompt, str):
         return (
@@ -700,13 +715,6 @@ def _check_progress(progress: Any, func: str) -> bool | None:
     )
 
 
-def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
-    from .display import progress as make_progress
-
-    disable = None if progress is None else not progress
-    return make_progress(total, desc=desc, unit="image", disable=disable)
-
-
 async def _fetch(aclient: AsyncClient, images: list[GeneratedImage]) -> list[bytes | BaseException]:
     """The bytes of each returned image; URLs are downloaded concurrently, right away."""
     out: list[bytes | BaseException] = [b""] * len(images)
@@ -724,8 +732,109 @@ async def _fetch(aclient: AsyncClient, images: list[GeneratedImage]) -> list[byt
     return out
 
 
-def _error_text(exc: BaseException) -> tuple[str, str]:
-    return type(exc).__name__, str(exc) or type(exc).__name__
+def _runs(units: Sequence[_Unit], ids: np.ndarray) -> list[np.ndarray]:
+    """Split ``ids`` (units of one request group) into runs of consecutive ``n_index``."""
+    out: list[list[int]] = []
+    for uid in ids.tolist():
+        if out and units[uid].n_index == units[out[-1][-1]].n_index + 1:
+            out[-1].append(uid)
+        else:
+            out.append([uid])
+    return [np.asarray(r, dtype=np.int64) for r in out]
+
+
+class _ImageTask(Task):
+    """Generated or edited images of one model on the pipeline: a unit is one image; a batch is
+    one request for up to ``n`` consecutive images of the same prompt/size/seed."""
+
+    cache_columns = ("image", "width", "height")
+    unit_name = "image"
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        func: str,
+        model: str,
+        units: list[_Unit],
+        aclient: AsyncClient,
+        max_n: int | None,
+        call: Callable[[_Request], Any],
+    ) -> None:
+        self.name, self.func, self.model = task, func, model
+        self.endpoint = task
+        self.units = units
+        self.aclient = aclient
+        self.max_n = max_n
+        self._call = call
+
+    def keys(self) -> list[str]:
+        return [u.key for u in self.units]
+
+    def pack(self, ids: np.ndarray) -> list[np.ndarray]:
+        position = {id(self.units[i]): int(i) for i in ids}
+        requests = _plan_requests([self.units[i] for i in ids], lambda _: self.max_n)
+        return [np.asarray([position[id(u)] for u in r.units], np.int64) for r in requests]
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        runs = _runs(self.units, ids)
+        if len(runs) > 1:  # a re-ask of images missing here and there: one request per run
+            answers = [await self.call(run) for run in runs]
+            return Answer(
+                np.concatenate([a.ids for a in answers]),
+                [v for a in answers for v in a.value],
+                {k: v for a in answers for k, v in a.errors.items()},
+            )
+        units = [self.units[i] for i in ids]
+        first = units[0]
+        seed = None if first.seed is None else first.seed + first.n_index
+        result = await self._call(_Request(units, seed))
+        # fewer images than asked: keep them (in order); the pipeline asks again for the rest
+        got = await _fetch(self.aclient, result.images[: len(units)])
+        ok_ids, values, errors = [], [], {}
+        for uid, unit, outcome in zip(ids.tolist(), units, got, strict=False):
+            if not isinstance(outcome, BaseException):
+                try:
+                    values.append(
+                        _decode_png(outcome, f"Image {unit.n_index} for {unit.prompt[:40]!r}")
+                    )
+                    ok_ids.append(uid)
+                    continue
+                except ResponseValidationError as exc:
+                    outcome = exc
+            errors[uid] = outcome
+        return Answer(np.asarray(ok_ids, dtype=np.int64), values, errors)
+
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        accepted = []
+        for uid, rec in zip(ids.tolist(), table.to_pylist(), strict=True):
+            if rec.get("image"):
+                unit = self.units[uid]
+                unit.image, unit.width, unit.height = (
+                    rec["image"],
+                    rec.get("width"),
+                    rec.get("height"),
+                )
+                accepted.append(uid)
+        return np.asarray(accepted, dtype=np.int64)
+
+    def accept(self, ids: np.ndarray, value: list[tuple[bytes, int, int]]) -> None:
+        for uid, (png, w, h) in zip(ids.tolist(), value, strict=True):
+            unit = self.units[uid]
+            unit.image, unit.width, unit.height = png, w, h
+
+    def to_cache(self, ids: np.ndarray, value: Any, keys: Sequence[str]) -> pa.Table:
+        return pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "image": pa.array([png for png, _, _ in value], pa.binary()),
+                "width": pa.array([w for _, w, _ in value], pa.int64()),
+                "height": pa.array([h for _, _, h in value], pa.int64()),
+            }
+        )
+
+
+_UNIT_STATUS = {OK: "ok", CACHED: "cached", ERROR: "error", QUOTA: "quota"}
 
 
 async def _run(
@@ -739,90 +848,42 @@ async def _run(
     progress: Any,
     call: Callable[[_Request], Any],
 ) -> int:
-    """Cache lookup, then the missing requests; fills each unit's outcome. Returns #requests."""
+    """Every model's images through the pipeline (models run concurrently, one progress bar);
+    fills each unit's outcome. Returns the number of requests."""
     by_model: dict[str, list[_Unit]] = {}
     for unit in units:
         by_model.setdefault(unit.model, []).append(unit)
-    missing: list[_Unit] = []
-    cached = 0
-    for model, members in by_model.items():
-        keys = [u.key for u in members]
-        try:
-            found = cache.lookup(task, model, keys, columns=["image", "width", "height"])
-        except DeapiError as exc:
-            warnings.warn(
-                f"{func}(): the cache could not be read ({exc}); generating anew.",
-                CacheWarning,
-                stacklevel=3,
-            )
-            found = None
-        hits: dict[str, dict[str, Any]] = {}
-        if found is not None and found.num_rows:
-            for rec in found.to_pylist():
-                if rec.get("image"):
-                    hits[rec["key"]] = rec
-        for unit in members:
-            rec = hits.get(unit.key)
-            if rec is None:
-                missing.append(unit)
-                continue
-            unit.image, unit.width, unit.height = rec["image"], rec.get("width"), rec.get("height")
-            unit.status = "cached"
-            cached += 1
+    bar = Progress(len(units), desc=func, unit="image", show=progress, engine=aclient.engine)
+    requests = 0
 
-    requests = _plan_requests(missing, lambda m: _max_per_request(profile.model(m), profile))
-    if not requests:
-        return 0
-    bar = _progress_bar(progress, len(units), func)
-    bar.set_cached(cached)
-    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
-
-    async def worker(request: _Request) -> list[bytes | BaseException]:
-        result = await call(request)
-        if len(result.images) != len(request.units):
-            raise ResponseValidationError(
-                f"The server returned {len(result.images)} images for n={len(request.units)}."
-            )
-        return await _fetch(aclient, result.images)
-
-    def on_done(request: _Request, result: Any, error: BaseException | None) -> None:
-        rows: list[dict[str, Any]] = []
-        failed = 0
-        for i, unit in enumerate(request.units):
-            outcome: Any = error if error is not None else result[i]
-            if not isinstance(outcome, BaseException):
-                try:
-                    png, w, h = _decode_png(
-                        outcome, f"Image {unit.n_index} for {unit.prompt[:40]!r}"
-                    )
-                except ResponseValidationError as exc:
-                    outcome = exc
-                else:
-                    unit.image, unit.width, unit.height, unit.status = png, w, h, "ok"
-                    rows.append({"key": unit.key, "image": png, "width": w, "height": h})
-                    continue
-            unit.status = "error"
-            unit.error_type, unit.error = _error_text(outcome)
-            failed += 1
-        if rows:
-            table = pd.DataFrame(rows).astype({"width": "int64", "height": "int64"})
-            try:
-                cache.write(task, request.units[0].model, table)
-            except (DeapiError, OSError) as exc:
-                warnings.warn(
-                    f"{func}(): {len(rows)} image(s) could not be cached ({exc}); they are in the "
-                    "result but a rerun will generate them again.",
-                    CacheWarning,
-                    stacklevel=2,
-                )
-        bar.update(len(request.units), failed=failed)
+    async def one(model: str, members: list[_Unit]) -> None:
+        nonlocal requests
+        job = _ImageTask(
+            task=task,
+            func=func,
+            model=model,
+            units=members,
+            aclient=aclient,
+            max_n=_max_per_request(profile.model(model), profile),
+            call=call,
+        )
+        outcome = await run_task(job, store=cache, aclient=aclient, progress=bar)
+        requests += outcome.requests
+        for uid, unit in enumerate(members):
+            code = int(outcome.status[uid])
+            unit.status = _UNIT_STATUS.get(code, "error")
+            if uid in outcome.errors:
+                unit.error_type, unit.error = outcome.error_of(uid)
+            elif code not in (OK, CACHED):
+                unit.error_type, unit.error = "Cancelled", "not generated: the run stopped"
 
     try:
-        await map_batches(requests, worker, on_done=on_done)
+        async with anyio.create_task_group() as tg:
+            for model, members in by_model.items():
+                tg.start_soon(one, model, members)
     finally:
-        stop_showing_waits()
         bar.close()
-    return len(requests)
+    return requests
 
 
 def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) -> ImageResult:
@@ -843,7 +904,7 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
             "row": r.row,
             "prompt": r.prompt
             if isinstance(r.prompt, str)
-            else (None if _missing(r.prompt) else str(r.prompt)),
+            else (None if is_missing(r.prompt) else str(r.prompt)),
             "model": r.model,
             "size": size,
             "seed": r.seed,
@@ -887,41 +948,27 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
 # generate
 
 
-async def agenerate_images(
-    prompts: str | Sequence[str] | pd.Series | pd.DataFrame,
-    column: str | pd.Series | None = None,
+def _generation_units(
+    data: Any,
+    column: Any,
     *,
-    model: str | Sequence[str] = "Flux1schnell",
-    size: str | Sequence[str] | None = "512x512",
-    n: int = 1,
-    seeds: int | Sequence[int | None] | None = None,
-    response_format: str = "b64_json",
-    steps: int | None = None,
-    negative_prompt: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-    client: Client | AsyncClient | None = None,
-    cache: Any = USE_DEFAULT,
-    progress: bool | None = None,
-) -> ImageResult:
-    """Generate images for prompts; one row per image (prompt x model x size x seed x n).
-
-    ``prompts`` is a str, a list, a Series, or a DataFrame with ``column=`` (default "prompt").
-    ``model``, ``size`` and ``seeds`` take one value or a list, and lists expand into a product,
-    so a prompt x seed grid is one call. ``n`` images per combination (split into requests of
-    at most 4 on deAPI, run concurrently). Sizes, steps and the model are checked before
-    anything is spent. ``steps``, ``negative_prompt`` and ``extra`` (other native parameters)
-    are sent as they are. Results are cached per image (``cache=None``: fresh images); failed
-    images become rows with ``status="error"``. ``progress=False`` hides the progress bar.
-
-    >>> out = await deapi_ds.agenerate_images(["a fox", "a bay"], seeds=[1, 2, 3])  # doctest: +SKIP
-    >>> len(out), out.ok.all()                                                    # doctest: +SKIP
-    (6, True)
-    >>> out               # a grid of thumbnails in a notebook                   # doctest: +SKIP
-    """
+    model: Any,
+    size: Any,
+    n: Any,
+    seeds: Any,
+    response_format: str,
+    steps: Any,
+    negative_prompt: Any,
+    extra: Any,
+    progress: Any,
+    cache: Any,
+    client: Any,
+) -> dict[str, Any]:
+    """Checks and units of a generate_images call (shared with its estimate)."""
     func = "generate_images"
     settings = get_config()
     profile = get_profile(settings)
-    texts, labels = _texts(prompts, column, func)
+    texts, labels = _texts(data, column, func)
     models = _check_models(model, "txt2img", profile, func)
     sizes = _check_sizes(size, models, func)
     seed_list = _check_seeds(seeds, func)
@@ -958,6 +1005,74 @@ async def agenerate_images(
                             units[key] = _Unit(key, m, prompt, s, seed, i, (m, s, seed, prompt))
                         row.unit = units[key]
 
+    return {
+        "func": func,
+        "profile": profile,
+        "store": store,
+        "aclient": aclient,
+        "units": units,
+        "rows": rows,
+        "step_count": step_count,
+        "extra_params": extra_params,
+        "settings": settings,
+    }
+
+
+async def agenerate_images(
+    data: str | Sequence[str] | pd.Series | pd.DataFrame,
+    column: str | pd.Series | None = None,
+    *,
+    model: str | Sequence[str] = "Flux1schnell",
+    size: str | Sequence[str] | None = "512x512",
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+) -> ImageResult:
+    """Generate images for prompts; one row per image (prompt x model x size x seed x n).
+
+    ``data`` holds the prompts: a str, a list, a Series, or a DataFrame with ``column=``
+    (default "prompt").
+    ``model``, ``size`` and ``seeds`` take one value or a list, and lists expand into a product,
+    so a prompt x seed grid is one call. ``n`` images per combination (split into requests of
+    at most 4 on deAPI, run concurrently). Sizes, steps and the model are checked before
+    anything is spent. ``steps``, ``negative_prompt`` and ``extra`` (other native parameters)
+    are sent as they are. Results are cached per image (``cache=None``: fresh images); failed
+    images become rows with ``status="error"``. ``progress=False`` hides the progress bar.
+
+    >>> out = await deapi_ds.agenerate_images(["a fox", "a bay"], seeds=[1, 2, 3])  # doctest: +SKIP
+    >>> len(out), out.ok.all()                                                    # doctest: +SKIP
+    (6, True)
+    >>> out               # a grid of thumbnails in a notebook                   # doctest: +SKIP
+    """
+    g = _generation_units(
+        data,
+        column,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=progress,
+        cache=cache,
+        client=client,
+    )
+    func, profile, store, aclient = g["func"], g["profile"], g["store"], g["aclient"]
+    units, rows, step_count, extra_params = (
+        g["units"],
+        g["rows"],
+        g["step_count"],
+        g["extra_params"],
+    )
+
     async def call(request: _Request) -> Any:
         first = request.units[0]
         return await aclient.images_generate(
@@ -988,7 +1103,9 @@ async def agenerate_images(
         "steps": step_count,
         "negative_prompt": negative_prompt,
     }
-    return _assemble(rows, with_input=False, meta=meta)
+    result = _assemble(rows, with_input=False, meta=meta)
+    local = np.array([r.unit is None and r.status == "error" for r in rows], bool)
+    return check_outcome(result, func=func, input_failed=local)
 
 
 generate_images = syncify(agenerate_images)
@@ -1097,7 +1214,7 @@ def _input_label(value: Any, name: str) -> str:
 def _load_inputs(
     value: Any, where: str, profile: ProviderProfile, max_inputs: int | None
 ) -> _Input:
-    if not _is_image_like(value) and not isinstance(value, list | tuple) and _missing(value):
+    if not _is_image_like(value) and not isinstance(value, list | tuple) and is_missing(value):
         return _Input(status="empty", error_type="EmptyInput", error=f"{where}: no input image.")
     values = list(value) if isinstance(value, list | tuple) else [value]
     if not values:
@@ -1118,14 +1235,16 @@ def _load_inputs(
     return _Input(tuple(parts), " + ".join(labels))
 
 
-def _edit_rows(images: Any) -> tuple[list[Any], list[Any]]:
+def _edit_rows(images: Any, column: Any = None) -> tuple[list[Any], list[Any]]:
+    if isinstance(images, pd.DataFrame):
+        if column is None and images.shape[1] != 1:
+            raise InvalidParameterError(
+                "edit_images() got a DataFrame; say which column holds the images: "
+                f"edit_images(df, 'image', prompt=...). Available columns: {list(images.columns)}."
+            )
+        images = as_series(images, column, func="edit_images", what="images")
     if isinstance(images, pd.Series):
         return images.tolist(), images.index.tolist()
-    if isinstance(images, pd.DataFrame):
-        raise InvalidParameterError(
-            "edit_images() takes images as a path, bytes, a PIL image, or a list/Series of them; "
-            f"pass one column, e.g. df['image']. Available columns: {list(images.columns)}."
-        )
     if isinstance(images, list | tuple | pd.Index | np.ndarray) and not (
         isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object
     ):
@@ -1136,39 +1255,41 @@ def _edit_rows(images: Any) -> tuple[list[Any], list[Any]]:
     return [images], [0]
 
 
-async def aedit_images(
-    images: Any,
-    prompt: str | Sequence[str] | pd.Series,
+def _edit_units(
+    data: Any,
+    column: Any,
     *,
-    model: str | Sequence[str] = "Flux_2_Klein_4B_BF16",
-    size: str | Sequence[str] | None = None,
-    n: int = 1,
-    seeds: int | Sequence[int | None] | None = None,
-    mask: Any = None,
-    response_format: str = "b64_json",
-    steps: int | None = None,
-    negative_prompt: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-    client: Client | AsyncClient | None = None,
-    cache: Any = USE_DEFAULT,
-    progress: bool | None = None,
-) -> ImageResult:
-    """Edit images with a prompt (img2img); one row per output image.
-
-    ``images`` is a path, bytes, a PIL image, or a list / Series of them; an element that is
-    itself a list or tuple sends several input images together (Flux_2_Klein_4B_BF16 combines
-    up to 3). ``prompt`` is one prompt for every image or one per image (a single image with a
-    list of prompts gives one row per prompt). ``size=None`` lets the server follow the first
-    input's size. deAPI's limits are checked before anything is sent: 10 MB and 64 to 5000 px
-    per side per image, the model's number of input images, models that can edit, no ``mask``
-    (deAPI does no inpainting). An input that breaks a limit fails its own rows only. Seeds,
-    ``n``, caching (the key includes the input bytes) and the result are as in
-    :func:`generate_images`.
-
-    >>> out = await deapi_ds.aedit_images(["cat.png", "dog.jpg"], "a watercolor")  # doctest: +SKIP
-    >>> out[["input", "status"]]                                                   # doctest: +SKIP
-    """
+    prompt: Any,
+    model: Any,
+    size: Any,
+    n: Any,
+    seeds: Any,
+    mask: Any,
+    response_format: str,
+    steps: Any,
+    negative_prompt: Any,
+    extra: Any,
+    progress: Any,
+    cache: Any,
+    client: Any,
+) -> dict[str, Any]:
+    """Checks, loaded inputs and units of an edit_images call (shared with its estimate)."""
     func = "edit_images"
+    if prompt is None and column is not None and not isinstance(data, pd.DataFrame):
+        warnings.warn(
+            "edit_images(images, prompt) is now edit_images(data, prompt=...): pass the prompt "
+            "by keyword (the second positional argument is the image column of a DataFrame).",
+            DeprecationWarning,
+            stacklevel=5,
+        )
+        prompt, column = column, None
+    if prompt is None:
+        raise InvalidParameterError(
+            "edit_images() needs prompt=...: one prompt for every image, a list or Series with "
+            "one per image, or the name of the DataFrame's prompt column."
+        )
+    if isinstance(data, pd.DataFrame) and isinstance(prompt, str) and prompt in data.columns:
+        prompt = data[prompt]
     settings = get_config()
     profile = get_profile(settings)
     if mask is not None and not profile.supports_mask:
@@ -1185,8 +1306,8 @@ async def aedit_images(
     extra_params = _check_common(response_format, negative_prompt, extra, func)
     _check_progress(progress, func)
 
-    values, labels = _edit_rows(images)
-    if isinstance(prompt, str) or _missing(prompt):
+    values, labels = _edit_rows(data, column)
+    if isinstance(prompt, str) or is_missing(prompt):
         prompt_list = [prompt] * len(values)
     elif isinstance(prompt, pd.Series | Sequence | np.ndarray):
         prompt_list = list(prompt)
@@ -1261,6 +1382,80 @@ async def aedit_images(
                             units[key] = _Unit(key, m, text, s, seed, i, group, source.parts)
                         row.unit = units[key]
 
+    return {
+        "func": func,
+        "profile": profile,
+        "store": store,
+        "aclient": aclient,
+        "units": units,
+        "rows": rows,
+        "step_count": step_count,
+        "extra_params": extra_params,
+        "mask_part": mask_part,
+        "settings": settings,
+    }
+
+
+async def aedit_images(
+    data: Any,
+    column: Any = None,
+    *,
+    prompt: str | Sequence[str] | pd.Series | None = None,
+    model: str | Sequence[str] = "Flux_2_Klein_4B_BF16",
+    size: str | Sequence[str] | None = None,
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    mask: Any = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+) -> ImageResult:
+    """Edit images with a prompt (img2img); one row per output image.
+
+    ``data`` is a path, bytes, a PIL image, a list / Series of them, or a DataFrame with
+    ``column`` naming the image column; an element that is itself a list or tuple sends several
+    input images together (Flux_2_Klein_4B_BF16 combines up to 3). ``prompt`` (keyword) is one
+    prompt for every image, one per image (a list or Series), or, with a DataFrame, the name of
+    its prompt column (a single image with a list of prompts gives one row per prompt). ``size=None`` lets the server follow the first
+    input's size. deAPI's limits are checked before anything is sent: 10 MB and 64 to 5000 px
+    per side per image, the model's number of input images, models that can edit, no ``mask``
+    (deAPI does no inpainting). An input that breaks a limit fails its own rows only. Seeds,
+    ``n``, caching (the key includes the input bytes) and the result are as in
+    :func:`generate_images`.
+
+    >>> out = await deapi_ds.aedit_images(["cat.png", "dog.jpg"], "a watercolor")  # doctest: +SKIP
+    >>> out[["input", "status"]]                                                   # doctest: +SKIP
+    """
+    g = _edit_units(
+        data,
+        column,
+        prompt=prompt,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        mask=mask,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=progress,
+        cache=cache,
+        client=client,
+    )
+    func, profile, store, aclient = g["func"], g["profile"], g["store"], g["aclient"]
+    units, rows, step_count, extra_params = (
+        g["units"],
+        g["rows"],
+        g["step_count"],
+        g["extra_params"],
+    )
+    mask_part = g["mask_part"]
+
     async def call(request: _Request) -> Any:
         first = request.units[0]
         return await aclient.images_edit(
@@ -1293,7 +1488,145 @@ async def aedit_images(
         "steps": step_count,
         "negative_prompt": negative_prompt,
     }
-    return _assemble(rows, with_input=True, meta=meta)
+    result = _assemble(rows, with_input=True, meta=meta)
+    local = np.array([r.unit is None and r.status == "error" for r in rows], bool)
+    return check_outcome(result, func=func, input_failed=local)
 
 
 edit_images = syncify(aedit_images)
+
+
+# --------------------------------------------------------------------------------------------
+# estimates
+
+
+def _images_estimate(g: dict[str, Any]) -> Estimate:
+    """Requests, images and cost of a generate/edit call (the cache as it is now)."""
+    profile, store, settings = g["profile"], g["store"], g["settings"]
+    task = GENERATE_TASK if g["func"] == "generate_images" else EDIT_TASK
+    units: list[_Unit] = list(g["units"].values())
+    by_model: dict[str, list[_Unit]] = {}
+    for unit in units:
+        by_model.setdefault(unit.model, []).append(unit)
+    requests, missing_count, cost, priced, note = 0, 0, 0.0, True, None
+    for model, members in by_model.items():
+        have = store.contains(task, model, [u.key for u in members])
+        missing = [u for u, hit in zip(members, have, strict=True) if not hit]
+        missing_count += len(missing)
+        requests += len(
+            _plan_requests(missing, lambda m: _max_per_request(profile.model(m), profile))
+        )
+        for unit in missing:
+            quote = profile.price(
+                task, model, n=1, size=unit.size or "512x512", steps=g["step_count"]
+            )
+            if quote is None:
+                priced = False
+            else:
+                cost += quote.usd
+                note = quote.note
+    rows = g["rows"]
+    models = list(by_model) or ["?"]
+    return Estimate(
+        func=g["func"],
+        model=models[0] if len(models) == 1 else ", ".join(models),
+        rows=len(rows),
+        unique=len(units),
+        cached=len(units) - missing_count,
+        empty=sum(1 for r in rows if r.unit is None and r.status == "empty"),
+        errors=sum(1 for r in rows if r.unit is None and r.status == "error"),
+        requests=requests,
+        quantity=missing_count,
+        unit="images",
+        cost_usd=cost if priced else None,
+        price_note=note if priced else None,
+        rpm=settings.rpm_for(task) or profile.rpm_for(task, settings.effective_tier),
+        concurrency=settings.max_concurrency,
+        **quota_fields(settings, task),
+    )
+
+
+async def aestimate_generate_images(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str | Sequence[str] = "Flux1schnell",
+    size: str | Sequence[str] | None = "512x512",
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`generate_images` would send and cost (async twin of
+    :func:`estimate_generate_images`); spends nothing."""
+    g = _generation_units(
+        data,
+        column,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=None,
+        cache=cache,
+        client=client,
+    )
+    return _images_estimate(g)
+
+
+estimate_generate_images = syncify(aestimate_generate_images)
+estimate_generate_images.__doc__ = """What :func:`generate_images` would send: an
+:class:`~deapi_ds.Estimate` with requests, images, cost (reference price per image), time and
+days of daily quota. Same arguments as :func:`generate_images`; nothing is sent."""
+
+
+async def aestimate_edit_images(
+    data: Any,
+    column: Any = None,
+    *,
+    prompt: str | Sequence[str] | pd.Series | None = None,
+    model: str | Sequence[str] = "Flux_2_Klein_4B_BF16",
+    size: str | Sequence[str] | None = None,
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    mask: Any = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`edit_images` would send and cost (async twin of
+    :func:`estimate_edit_images`); inputs are read and checked, nothing is sent."""
+    g = _edit_units(
+        data,
+        column,
+        prompt=prompt,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        mask=mask,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=None,
+        cache=cache,
+        client=client,
+    )
+    return _images_estimate(g)
+
+
+estimate_edit_images = syncify(aestimate_edit_images)
+estimate_edit_images.__doc__ = """What :func:`edit_images` would send: an
+:class:`~deapi_ds.Estimate` (requests, images, cost, time, days of quota). Same arguments as
+:func:`edit_images`; the inputs are read and checked, nothing is sent."""

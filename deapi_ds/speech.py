@@ -37,15 +37,29 @@ import pyarrow as pa
 from . import _media
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client
-from ._exceptions import CacheError, CacheWarning, InvalidParameterError, ResponseValidationError
+from ._common import is_missing
+from ._estimate import Estimate
+from ._exceptions import InvalidParameterError
+from ._pipeline import (
+    CACHED,
+    Answer,
+    Progress,
+    Task,
+    as_series,
+    check_outcome,
+    quota_fields,
+    run_task,
+)
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
-from ._result import STATUS_DTYPE, ResultFrame, error_columns, plural, write_media
-from ._tasks import as_series, map_batches, resolve_client, syncify
+from ._result import STATUS_DTYPE, ResultFrame, error_columns, write_media
+from ._speech_formats import fetch_speech
+from ._tasks import resolve_client, syncify
 
 __all__ = [
     "SpeechEstimate",
     "SpeechResult",
     "aspeak",
+    "estimate_speak",
     "estimate_speech",
     "join_audio",
     "speak",
@@ -320,22 +334,13 @@ def _texts(texts: Any, column: Any, func: str) -> pd.Series:
     """The input texts as a Series (keeping a Series' or DataFrame's index)."""
     series = as_series(texts, column, func=func, what="texts")
     for position, value in enumerate(series.tolist()):
-        if not _missing(value) and not isinstance(value, str):
+        if not is_missing(value) and not isinstance(value, str):
             raise InvalidParameterError(
                 f"Row {series.index[position]!r} of the texts given to {func}() is a "
                 f"{type(value).__name__} ({value!r}), not a str. Convert the column with "
                 ".astype('string') first."
             )
     return series
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 # --------------------------------------------------------------------------- planning
@@ -397,7 +402,7 @@ def _plan(
     parts: dict[str, tuple[str, str]] = {}
     split_cache: dict[str, list[str]] = {}
     for label, value in zip(series.index, series.tolist(), strict=True):
-        text = None if _missing(value) else str(value)
+        text = None if is_missing(value) else str(value)
         if text is not None and text not in split_cache:
             split_cache[text] = split_sentences(text, limit)
         for name in names:
@@ -422,46 +427,8 @@ def _plan(
 # --------------------------------------------------------------------------- estimate
 
 
-class SpeechEstimate(ResultFrame):
-    """What :func:`speak` would send: characters, requests and cost per (text, voice).
-
-    Columns: ``text``, ``voice``, ``characters``, ``parts`` (requests for this row),
-    ``cached_parts``, ``billable_characters``, ``cost`` (USD, from the profile's price per
-    1M characters; NA when unknown) and ``status`` (``"pending"``, ``"cached"``, ``"empty"``).
-    A part shared by several rows (a repeated text or sentence) is sent once and billed to the
-    first row that needs it, so the ``billable_characters`` and ``cost`` columns add up to the
-    totals :attr:`billable_characters` and :attr:`cost`. Totals: :attr:`characters`,
-    :attr:`billable_characters`, :attr:`requests`, :attr:`cost`.
-    """
-
-    @property
-    def characters(self) -> int:
-        """Characters of all non-empty texts (per voice)."""
-        return int(self.frame["characters"].sum())
-
-    @property
-    def billable_characters(self) -> int:
-        """Characters that would be sent (distinct parts not in the cache)."""
-        return int(self.meta["billable_characters"])
-
-    @property
-    def requests(self) -> int:
-        """Requests that would be sent (distinct parts not in the cache)."""
-        return int(self.meta["requests"])
-
-    @property
-    def cost(self) -> float | None:
-        """Estimated USD for the requests that would be sent (None when the price is unknown)."""
-        return self.meta["cost"]
-
-    def summary(self) -> str:
-        cost = "unknown cost" if self.cost is None else f"about ${self.cost:.4f}"
-        return (
-            f"SpeechEstimate: {len(self.frame)} clips, {self.characters:,} characters; "
-            f"{plural(self.requests, 'request')} for {self.billable_characters:,} uncached "
-            "characters, "
-            f"{cost}"
-        )
+#: the estimate of :func:`speak` is the one :class:`~deapi_ds.Estimate` type (kept as a name)
+SpeechEstimate = Estimate
 
 
 def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
@@ -506,14 +473,29 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
             "cost": "Float64",
         }
     )
-    return SpeechEstimate(
-        frame,
-        meta={
-            "requests": len(todo),
+    settings = _current_settings()
+    quote = get_profile(settings).price(TASK, plan.model, characters=billable, speed=plan.speed)
+    return Estimate(
+        func="speak",
+        model=plan.model,
+        rows=len(plan.rows),
+        unique=len(plan.parts),
+        cached=len(plan.parts) - len(todo),
+        empty=int((frame["status"] == "empty").sum()),
+        errors=0,
+        requests=len(todo),
+        quantity=billable,
+        unit="characters",
+        cost_usd=None if quote is None else quote.usd,
+        price_note=None if quote is None else quote.note,
+        rpm=settings.rpm_for(TASK) or get_profile(settings).rpm_for(TASK, settings.effective_tier),
+        concurrency=settings.max_concurrency,
+        details=frame,
+        extra={
+            "characters": int(frame["characters"].sum()),
             "billable_characters": billable,
-            "cost": None if price is None else billable * price / 1e6,
-            "model": plan.model,
         },
+        **quota_fields(settings, TASK),
     )
 
 
@@ -521,8 +503,8 @@ def _typed(frame: pd.DataFrame, strings: Sequence[str]) -> pd.DataFrame:
     return frame.astype({c: STATUS_DTYPE for c in strings})
 
 
-def estimate_speech(
-    texts: Any,
+def estimate_speak(
+    data: Any,
     column: Any = None,
     *,
     model: str = "Kokoro",
@@ -533,17 +515,18 @@ def estimate_speech(
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
 ) -> SpeechEstimate:
-    """Characters, requests and cost of a :func:`speak` call, without sending anything.
+    """Characters, requests and cost of a :func:`speak` call, without sending anything: an
+    :class:`~deapi_ds.Estimate` whose ``details`` (also ``.frame``) break it down per row.
 
     Parts already in the cache are not counted as billable. The price comes from the
     provider profile (USD per 1M characters; Kokoro on deAPI: $0.77).
 
-    >>> est = estimate_speech(["Hi.", None, "Hi."], voice=["af_bella", "am_adam"], cache=None)
+    >>> est = estimate_speak(["Hi.", None, "Hi."], voice=["af_bella", "am_adam"], cache=None)
     >>> est.characters, est.requests, est.frame["status"].tolist()[2:4]
     (12, 2, ['empty', 'empty'])
     """
     plan = _plan(
-        texts,
+        data,
         column,
         model=model,
         voice=voice,
@@ -551,12 +534,22 @@ def estimate_speech(
         speed=speed,
         max_chars=max_chars,
         client=client,
-        func="estimate_speech",
+        func="estimate_speak",
     )
     store = resolve_cache(cache)
     keys = list(plan.parts)
     hits = {k for k, hit in zip(keys, store.contains(TASK, model, keys), strict=True) if hit}
     return _estimate(plan, hits)
+
+
+def estimate_speech(*args: Any, **kwargs: Any) -> Estimate:
+    """Deprecated alias of :func:`estimate_speak`."""
+    warnings.warn(
+        "deapi_ds.estimate_speech() is now deapi_ds.estimate_speak()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return estimate_speak(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- audio helpers
@@ -638,7 +631,7 @@ class SpeechResult(ResultFrame):
                 strict=True,
             )
         ):
-            if audio is None or _missing(audio):
+            if audio is None or is_missing(audio):
                 paths.append(pd.NA)
                 continue
             ext = _EXTENSIONS.get(fmt, fmt)
@@ -773,7 +766,7 @@ def _frame(
 
 
 async def aspeak(
-    texts: Any,
+    data: Any,
     column: Any = None,
     *,
     model: str = "Kokoro",
@@ -781,22 +774,22 @@ async def aspeak(
     response_format: str = "mp3",
     speed: float | None = None,
     max_chars: int | None = None,
-    dry_run: bool = False,
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
     progress: bool | None = None,
-) -> SpeechResult | SpeechEstimate:
+) -> SpeechResult:
     """Speak each text with each voice: a :class:`SpeechResult` with one audio clip per row.
 
-    ``texts`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
+    ``data`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
     name or a list of them (texts x voices rows: a comparison table in one call; see
     :func:`voices`). ``response_format`` is one of the profile's formats (mp3, wav, flac, opus
-    for Kokoro per the seed document). Texts longer than ``max_chars`` (default: the model's
+    for Kokoro); a format the server does not return itself (deAPI today: anything but mp3) is
+    requested as mp3 and converted locally, with the same duration. Texts longer than ``max_chars`` (default: the model's
     limit in the profile) are split at sentence boundaries, and the parts are joined back into
     one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
     part is requested once and cached per (part, voice, format, speed, model); a rerun sends
-    nothing for cached parts. ``dry_run=True`` returns a :class:`SpeechEstimate` instead (see
-    :func:`estimate_speech`) and sends nothing.
+    nothing for cached parts. :func:`estimate_speak` takes the same arguments and tells what
+    would be sent and paid, sending nothing.
 
     Everything is checked before any request: an unknown voice or format raises
     :class:`~deapi_ds.InvalidParameterError` naming the valid ones. A failed request becomes
@@ -809,7 +802,7 @@ async def aspeak(
     (['ok', 'empty'], True)
     """
     plan = _plan(
-        texts,
+        data,
         column,
         model=model,
         voice=voice,
@@ -821,93 +814,92 @@ async def aspeak(
     )
     store = resolve_cache(cache)
     keys = list(plan.parts)
-    found = (
-        store.lookup(TASK, model, keys, columns=["audio", "duration"])
-        if keys
-        else pa.table({"key": pa.array([], pa.string())})
-    )
-    if dry_run:
-        return _estimate(plan, set(found["key"].to_pylist()))
     aclient = resolve_client(client)
-    outcomes: dict[str, tuple[bytes | None, float | None, BaseException | None]] = {}
-    cached: set[str] = set()
-    if found.num_rows:
-        durations = (
-            found["duration"].to_pylist()
-            if "duration" in found.column_names
-            else [None] * found.num_rows
+    task = _SpeechTask(plan, aclient=aclient, model=model)
+    bar = Progress(
+        len(keys), desc=f"speak ({model})", unit="clip", show=progress, engine=aclient.engine
+    )
+    try:
+        outcome = await run_task(task, store=store, aclient=aclient, progress=bar)
+    finally:
+        bar.close()
+    cached = {keys[i] for i in np.flatnonzero(outcome.status == CACHED)}
+    for uid, exc in outcome.errors.items():
+        task.outcomes[keys[uid]] = (None, None, exc)
+    frame = _frame(plan, task.outcomes, cached)
+    result = SpeechResult(
+        frame,
+        meta={
+            "model": model,
+            "format": plan.fmt,
+            "requests": outcome.requests,
+            "cached": len(cached),
+        },
+    )
+    return check_outcome(result, func="speak")
+
+
+class _SpeechTask(Task):
+    """Speech on the pipeline: a unit is one distinct (text part, voice); one request each."""
+
+    name = TASK
+    func = "speak"
+    endpoint = TASK
+    cache_columns = ("audio", "duration")
+    unit_name = "clip"
+
+    def __init__(self, plan: _Plan, *, aclient: AsyncClient, model: str) -> None:
+        self.plan = plan
+        self.aclient = aclient
+        self.model = model
+        self._keys = list(plan.parts)
+        self.outcomes: dict[str, tuple[bytes | None, float | None, BaseException | None]] = {}
+
+    def keys(self) -> list[str]:
+        return self._keys
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        key = self._keys[int(ids[0])]
+        part, name = self.plan.parts[key]
+        # formats the server does not return itself come as mp3, converted locally
+        audio = await fetch_speech(
+            self.aclient,
+            part,
+            model=self.model,
+            voice=name,
+            fmt=self.plan.fmt,
+            speed=self.plan.speed,
         )
-        for key, audio, seconds in zip(
-            found["key"].to_pylist(), found["audio"].to_pylist(), durations, strict=True
+        return Answer(ids, [(audio, _duration(audio, self.plan.fmt))])
+
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        durations = (
+            table["duration"].to_pylist()
+            if "duration" in table.column_names
+            else [None] * table.num_rows
+        )
+        accepted = []
+        for uid, audio, seconds in zip(
+            ids.tolist(), table["audio"].to_pylist(), durations, strict=True
         ):
             if audio:
-                outcomes[key] = (audio, seconds, None)
-                cached.add(key)
-    todo = [k for k in keys if k not in cached]
+                self.outcomes[self._keys[uid]] = (audio, seconds, None)
+                accepted.append(uid)
+        return np.asarray(accepted, dtype=np.int64)
 
-    from . import display
+    def accept(self, ids: np.ndarray, value: list[tuple[bytes, float | None]]) -> None:
+        for uid, (audio, seconds) in zip(ids.tolist(), value, strict=True):
+            self.outcomes[self._keys[uid]] = (audio, seconds, None)
 
-    bar = display.progress(
-        len(keys),
-        desc=f"speak ({model})",
-        unit="clip",
-        disable=None if progress is None else not progress,
-    )
-    bar.set_cached(len(cached))
-    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
-
-    async def worker(key: str) -> tuple[bytes, float | None]:
-        part, name = plan.parts[key]
-        result = await aclient.speech(
-            part, model=model, voice=name, response_format=plan.fmt, speed=plan.speed
+    def to_cache(self, ids: np.ndarray, value: Any, keys: Sequence[str]) -> pa.Table:
+        return pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "audio": pa.array([a for a, _ in value], pa.binary()),
+                "duration": pa.array([d for _, d in value], pa.float64()),
+                "characters": pa.array([len(self.plan.parts[k][0]) for k in keys], pa.int64()),
+            }
         )
-        if not result.audio:
-            raise ResponseValidationError(
-                "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
-            )
-        return result.audio, _duration(result.audio, plan.fmt)
-
-    def on_done(
-        key: str, result: tuple[bytes, float | None] | None, error: BaseException | None
-    ) -> None:
-        if error is not None or result is None:
-            outcomes[key] = (None, None, error)
-            bar.update(1, failed=1)
-            return
-        audio, seconds = result
-        outcomes[key] = (audio, seconds, None)
-        _write(
-            store,
-            model,
-            pa.table(
-                {
-                    "key": [key],
-                    "audio": pa.array([audio], pa.binary()),
-                    "duration": pa.array([seconds], pa.float64()),
-                    "characters": pa.array([len(plan.parts[key][0])], pa.int64()),
-                }
-            ),
-        )
-        bar.update(1)
-
-    try:
-        await map_batches(todo, worker, on_done=on_done, limit=aclient.engine.max_concurrency)
-    finally:
-        stop_showing_waits()
-        bar.close()
-    frame = _frame(plan, outcomes, cached)
-    return SpeechResult(
-        frame,
-        meta={"model": model, "format": plan.fmt, "requests": len(todo), "cached": len(cached)},
-    )
 
 
 speak = syncify(aspeak)
-
-
-def _write(store: Any, model: str, table: pa.Table) -> None:
-    """Cache one paid-for result; a cache that cannot be written warns instead of losing the run."""
-    try:
-        store.write(TASK, model, table)
-    except CacheError as exc:
-        warnings.warn(f"speak(): a result could not be cached: {exc}", CacheWarning, stacklevel=2)

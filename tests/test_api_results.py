@@ -111,11 +111,6 @@ def test_video_selection_keeps_jobs(emulator):
     assert sub._repr_mimebundle_()["text/html"].count("<video") == 2
 
 
-def test_estimates_are_not_result_kinds(emulator):
-    est = deapi_ds.estimate_speech(["One.", "Two."])
-    assert type(est.head(1)) is pd.DataFrame  # totals belong to the whole call
-
-
 # --- save() ----------------------------------------------------------------------------------
 
 SAVERS = [deapi_ds.ImageResult, deapi_ds.SpeechResult, deapi_ds.VideoJobs]

@@ -77,7 +77,7 @@ def test_key_appears_nowhere(live_like, caplog):
     heard = deapi_ds.transcribe([clip])
     images = deapi_ds.generate_images(["a red kite"], size="256x256")
     url_images = deapi_ds.generate_images(["a blue kite"], size="256x256", response_format="url")
-    video = deapi_ds.generate_video("a paper boat", folder=tmp_path / "videos", poll=0.01)
+    video = deapi_ds.generate_video("a paper boat", folder=tmp_path / "videos", poll=0.01).jobs[0]
     frame = deapi_ds.models()
     assert emb.frame["status"].eq("ok").all() and heard.files["status"].eq("ok").all()
     assert images.frame["status"].eq("ok").all() and url_images.frame["status"].eq("ok").all()
@@ -107,9 +107,12 @@ def test_key_appears_nowhere(live_like, caplog):
         client.embeddings(["boom"])
     texts += exception_texts(server_error.value)
     emu.configure("embeddings", script=[500, 500])
-    failed = deapi_ds.embed(["boom"], cache=False)  # a per-row error, not an exception
+    with pytest.raises(deapi_ds.BatchError) as batch_error:  # every row failed: raised
+        deapi_ds.embed(["boom"], cache=False)
+    failed = batch_error.value.partial
     assert failed.frame["status"].tolist() == ["error"]
     texts.append(bundle_text(failed) + failed.frame.to_string())
+    texts += exception_texts(batch_error.value)
     strict = Emulator(api_key="dpn-sk-1|theonlyacceptedkey")
     with strict.serve() as other:
         with deapi_ds.config_context(base_url=other.base_url):
