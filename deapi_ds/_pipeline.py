@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,14 +91,16 @@ LOOKUP_CHUNK = 65_536
 # --- rows --------------------------------------------------------------------------------------
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be sent as UTF-8 JSON (a lone surrogate), or None."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        ch = value[exc.start]
+    found = _SURROGATE.search(value)
+    if found is not None:
+        ch = found.group()
         return (
-            f"contains a lone surrogate {ch!r} at position {exc.start}, which is not valid "
+            f"contains a lone surrogate {ch!r} at position {found.start()}, which is not valid "
             "UTF-8 and cannot be sent; clean it first, e.g. "
             "s.str.encode('utf-8', 'replace').str.decode('utf-8')"
         )

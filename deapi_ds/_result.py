@@ -24,7 +24,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ResultFrame", "STATUS_DTYPE", "atomic_write", "error_columns", "plural", "write_media"]
+from ._common import plural
+
+# The result seam: task modules render their media only through what is re-exported here.
+from .display import _esc as esc_html
+from .display import _open_image as open_image
+from .display import audio_html, format_label, frame_html, image_grid_html, video_html
+
+__all__ = [
+    "STATUS_DTYPE",
+    "ResultFrame",
+    "atomic_write",
+    "audio_html",
+    "error_columns",
+    "esc_html",
+    "format_label",
+    "frame_html",
+    "image_grid",
+    "image_grid_html",
+    "open_image",
+    "plural",
+    "video_html",
+    "write_media",
+]
+
+
+def image_grid(*args: Any, **kwargs: Any) -> Any:
+    """:func:`deapi_ds.image_grid` for result classes (matplotlib is imported when drawn)."""
+    from .plotting import image_grid as draw  # lazy: matplotlib
+
+    return draw(*args, **kwargs)
+
 
 STATUS_DTYPE = pd.StringDtype()
 
@@ -218,11 +248,6 @@ class _Indexer:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         getattr(self._owner.frame, self._kind)[key] = value
-
-
-def plural(n: int, noun: str) -> str:
-    """``"1 request"``, ``"2 requests"``, ``"12,000 rows"``: a count and its noun."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def write_media(path: Path, data: bytes, *, overwrite: bool) -> None:

@@ -67,6 +67,7 @@ from ._pipeline import (
     quota_fields,
     run_task,
 )
+from ._pipeline import text_problem as _text_problem
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame, plural
 from ._tasks import resolve_client, syncify
@@ -99,6 +100,14 @@ def estimate_tokens(text: str) -> int:
     """
     n_bytes = len(text.encode("utf-8"))
     return max(1, -(-n_bytes // 3) + len(_PIECES.findall(text)))
+
+
+def _tokens_or_broken(text: str) -> int:
+    """:func:`estimate_tokens`, or -1 for a text that is not valid UTF-8 (lone surrogates)."""
+    try:
+        return estimate_tokens(text)
+    except UnicodeEncodeError:
+        return -1
 
 
 def _truncate(text: str, max_tokens: int) -> str:
@@ -249,10 +258,14 @@ def _classify(
     if str_rows.size:
         codes, uniques = pd.factorize(values[str_rows])
         u_tokens = np.fromiter(
-            (0 if not t or t.isspace() else estimate_tokens(t) for t in uniques),
+            (0 if not t or t.isspace() else _tokens_or_broken(t) for t in uniques),
             dtype=np.int64,
             count=len(uniques),
         )
+        broken = {  # lone surrogates (not UTF-8): found by the token estimate's encode
+            int(j): _text_problem(uniques[j]) for j in np.flatnonzero(u_tokens < 0)
+        }
+        u_tokens[u_tokens < 0] = 0
         limit = max_input_tokens if max_input_tokens is not None else np.iinfo(np.int64).max
         fits = (u_tokens > 0) & (u_tokens <= limit)
         # distinct texts that fit are units 0..k-1, in order of first appearance
@@ -262,6 +275,12 @@ def _classify(
         row_unit[str_rows] = u_unit[codes]
         row_tokens = u_tokens[codes]
         kind[str_rows[row_tokens == 0]] = _EMPTY
+        if broken:  # lone surrogates: not valid UTF-8, cannot be sent
+            for pos in np.flatnonzero(np.isin(codes, list(broken))):
+                i = int(str_rows[pos])
+                kind[i] = _ERROR
+                error_type[i] = "InvalidText"
+                error[i] = f"row {labels[i]!r} {broken[int(codes[pos])]}"
         for pos in np.flatnonzero(row_tokens > limit):
             i = int(str_rows[pos])
             long_text(i, values[i], int(row_tokens[pos]))
@@ -279,7 +298,21 @@ def _classify(
                     "convert=True to embed str(value)"
                 )
                 continue
-            value = str(value)
+            try:
+                value = str(value)
+            except Exception as exc:  # noqa: BLE001 - a broken __str__ is this row's error
+                kind[i] = _ERROR
+                error_type[i] = "TypeError"
+                error[i] = (
+                    f"row {labels[i]!r}: str() of its {type(value).__name__} value failed "
+                    f"({type(exc).__name__}: {exc}); convert the column yourself"
+                )
+                continue
+            if (problem := _text_problem(value)) is not None:
+                kind[i] = _ERROR
+                error_type[i] = "InvalidText"
+                error[i] = f"row {labels[i]!r} {problem}"
+                continue
         if not value or value.isspace():
             kind[i] = _EMPTY
             continue

@@ -79,6 +79,7 @@ from ._pipeline import (
     check_outcome,
     quota_fields,
     run_task,
+    text_problem,
 )
 from ._profiles import ModelProfile, ProviderProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, atomic_write
@@ -227,7 +228,7 @@ class ImageResult(ResultFrame):
 
     # display -----------------------------------------------------------------------------------
     def _items(self, label: str | Callable[[Mapping[str, Any]], str] | None) -> list[dict]:
-        from .display import format_label
+        from ._result import format_label
 
         items = []
         for rec in self.frame.to_dict("records"):
@@ -257,7 +258,7 @@ class ImageResult(ResultFrame):
 
         >>> out.grid(col_wrap=3, label="{model} s={seed}")   # doctest: +SKIP
         """
-        from .display import image_grid_html
+        from ._result import image_grid_html
 
         if len(self.frame) == 0:
             return ImageGrid('<p style="color:#666">No images.</p>', 0)
@@ -299,7 +300,7 @@ class ImageResult(ResultFrame):
 
         >>> fig = out.plot(row="prompt", col="seed")   # doctest: +SKIP
         """
-        from .plotting import image_grid
+        from ._result import image_grid
 
         if label is None and row is None and col is None:
             label = default_caption
@@ -699,6 +700,8 @@ def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:
             "InvalidParameterError",
             f"The prompt must be a string. Got {type(prompt).__name__}: {prompt!r}.",
         )
+    if (problem := text_problem(prompt)) is not None:
+        return ("error", "InvalidText", f"The prompt {problem}.")
     return None
 
 
@@ -886,6 +889,14 @@ async def _run(
     return requests
 
 
+def _shown(prompt: Any) -> str | None:
+    """The prompt as the result shows it (lone surrogates escaped: a string column needs UTF-8)."""
+    if is_missing(prompt):
+        return None
+    text = prompt if isinstance(prompt, str) else str(prompt)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) -> ImageResult:
     records = []
     for r in rows:
@@ -902,9 +913,7 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
             size = f"{width}x{height}"
         rec = {
             "row": r.row,
-            "prompt": r.prompt
-            if isinstance(r.prompt, str)
-            else (None if is_missing(r.prompt) else str(r.prompt)),
+            "prompt": _shown(r.prompt),
             "model": r.model,
             "size": size,
             "seed": r.seed,
@@ -1146,7 +1155,7 @@ def _load_one(value: Any, where: str, j: int) -> tuple[str, bytes]:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"image_{j}", bytes(value)
     if isinstance(value, np.ndarray):
-        from .display import _open_image
+        from ._result import open_image as _open_image
 
         value = _open_image(value)
     if isinstance(value, Image.Image):

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from deapi_ds._common import plural
 from deapi_ds._exceptions import InvalidParameterError
-from deapi_ds._result import plural
 from deapi_ds.display import _is_missing, _normalize_mode, _open_image, format_label
 from deapi_ds.search import as_matrix
 

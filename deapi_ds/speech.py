@@ -49,6 +49,7 @@ from ._pipeline import (
     check_outcome,
     quota_fields,
     run_task,
+    text_problem,
 )
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns, write_media
@@ -339,6 +340,10 @@ def _texts(texts: Any, column: Any, func: str) -> pd.Series:
                 f"Row {series.index[position]!r} of the texts given to {func}() is a "
                 f"{type(value).__name__} ({value!r}), not a str. Convert the column with "
                 ".astype('string') first."
+            )
+        if isinstance(value, str) and (problem := text_problem(value)) is not None:
+            raise InvalidParameterError(
+                f"Row {series.index[position]!r} of the texts given to {func}() {problem}."
             )
     return series
 
@@ -670,7 +675,7 @@ class SpeechResult(ResultFrame):
         return _Comparison(wide, meta=self.meta)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .display import frame_html
+        from ._result import frame_html
 
         html = frame_html(self.frame, media=dict(self.media), max_media_bytes=INLINE_AUDIO_BUDGET)
         return {"text/plain": repr(self), "text/html": f"<p>{self.summary()}</p>{html}"}

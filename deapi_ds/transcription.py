@@ -1787,7 +1787,7 @@ class TranscriptionResult(ResultFrame):
         )
 
     def _player(self, row: Mapping[str, Any], max_bytes: int) -> str:
-        from .display import audio_html
+        from ._result import audio_html
 
         start = None if pd.isna(row["start"]) else float(row["start"])
         end = None if pd.isna(row["end"]) else float(row["end"])
@@ -1816,7 +1816,7 @@ class TranscriptionResult(ResultFrame):
         """
         from html import escape
 
-        from .display import audio_html
+        from ._result import audio_html
 
         segs = self.segments if file is None else self.segments_of(file)
         segs = segs.iloc[:max_rows]

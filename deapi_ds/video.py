@@ -277,22 +277,15 @@ class VideoJob:
     ) -> VideoJob:
         """Async :meth:`wait`."""
         _check_poll(poll, max_poll, backoff, timeout, "wait")
-        from . import display
-
-        bar = display.progress(
-            100,
-            desc=f"video {self.id or ''}".strip(),
-            unit="%",
-            disable=None if progress is None else not progress,
-        )
         aclient = self._aclient()
-        stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
+        desc = f"video {self.id or ''}".strip()
+        bar = Progress(100, desc=desc, unit="%", show=progress, engine=aclient.engine)
         shown = [0]
 
         def report(job: VideoJob) -> None:
             now = 100 if job.done else int(job.progress or 0)
             if now > shown[0]:
-                bar.update(now - shown[0])
+                bar.advance(now - shown[0])
                 shown[0] = now
 
         try:
@@ -306,8 +299,7 @@ class VideoJob:
                 first_delay=0.0,
             )
         finally:
-            stop_showing_waits()
-            bar.close()
+            bar.close(complete=False)
         if raise_on_error and self.status == "error":
             raise JobFailedError(self.error or "The video job failed.", job_id=self.id)
         return self
@@ -515,7 +507,8 @@ class VideoJob:
         return f"deapi_ds.VideoJob({', '.join(parts)})"
 
     def _repr_html_(self) -> str:
-        from .display import _esc, video_html
+        from ._result import esc_html as _esc
+        from ._result import video_html
 
         head = (
             f"<div><b>VideoJob</b> <code>{_esc(self.id or '')}</code> · {_esc(self.status)}"
@@ -674,7 +667,7 @@ class VideoJobs(ResultFrame):
         return pd.Series(paths, index=self._index, name="path", dtype=STATUS_DTYPE)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .display import frame_html
+        from ._result import frame_html
 
         shown = self.frame.copy()
         # Saved files are shown from disk (embedded when small, linked when large).
@@ -701,26 +694,26 @@ async def _run_jobs(
     before: Callable[[VideoJob], Any] | None = None,
 ) -> None:
     """Run (create if needed, then poll/download) every job concurrently, one progress bar."""
-    from . import display
-
     unique = {id(job): job for job in jobs}  # rows with the same prompt share one job
     active = [job for job in unique.values() if job.status != "empty"]
-    bar = display.progress(
+    clients = {id(job._aclient()): job._aclient() for job in active}
+    engines = [c.engine for c in clients.values()]
+    bar = Progress(
         100 * len(active),
         desc="videos",
         unit="%",
-        disable=None if progress is None else not progress,
+        show=progress,
+        engine=engines[0] if engines else None,
     )
+    stop_showing_waits = [e.add_wait_listener(bar.bar.waiting) for e in engines[1:]]
     shown: dict[int, int] = {}
-    clients = {id(job._aclient()): job._aclient() for job in active}
-    stop_showing_waits = [c.engine.add_wait_listener(bar.waiting) for c in clients.values()]
 
     def report(job: VideoJob) -> None:
         now = 100 if job.done else int(job.progress or 0)
         before_value = shown.get(id(job), 0)
         if now > before_value:
             failed = 1 if job.status == "error" else 0
-            bar.update(now - before_value, failed=failed)
+            bar.advance(now - before_value, failed=failed)
             shown[id(job)] = now
 
     async def one(job: VideoJob) -> None:
@@ -751,7 +744,7 @@ async def _run_jobs(
     finally:
         for stop in stop_showing_waits:
             stop()
-        bar.close()
+        bar.close(complete=False)
 
 
 class _VideoTask(Task):
@@ -1036,7 +1029,7 @@ async def agenerate_video(
     try:
         await run_task(task, store=store, aclient=aclient, progress=bar)
     finally:
-        bar.close()
+        bar.close(complete=False)
     if folder is not None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         for job in distinct:

@@ -233,10 +233,10 @@ def test_empty_rows_send_nothing_and_keep_alignment(emulator):
     assert out.text.iloc[5] == "Two."
 
 
-def test_dry_run_and_estimate_spend_nothing(emulator):
+def test_estimate_spends_nothing(emulator):
     texts = ["Hello there.", None, "Hello there.", LONG]
-    est = speak(texts, voice=["af_bella", "am_adam"], max_chars=60, dry_run=True)
-    assert isinstance(est, SpeechEstimate)
+    est = deapi_ds.estimate_speak(texts, voice=["af_bella", "am_adam"], max_chars=60)
+    assert isinstance(est, SpeechEstimate) and isinstance(est, deapi_ds.Estimate)
     assert requests(emulator) == 0
     n_long = len(split_sentences(LONG, 60))
     assert est.requests == 2 * (1 + n_long)  # duplicates are sent once
@@ -245,10 +245,11 @@ def test_dry_run_and_estimate_spend_nothing(emulator):
     assert est.billable_characters == billable
     assert est.cost == pytest.approx(billable * 0.77 / 1e6)
     assert est.frame["status"].tolist()[2:4] == ["empty", "empty"]
-    assert "about $" in est.summary()
+    assert "~$" in est.summary() and "not a quote" in est.summary()
     # after a real run, the estimate sees the cache
     speak(texts[:1], voice="af_bella")
-    again = estimate_speech(texts, voice=["af_bella", "am_adam"], max_chars=60)
+    with pytest.warns(DeprecationWarning, match="estimate_speak"):
+        again = estimate_speech(texts, voice=["af_bella", "am_adam"], max_chars=60)
     assert again.requests == est.requests - 1
     assert again.frame["status"].tolist()[0] == "cached"
     assert requests(emulator) == 1
@@ -419,7 +420,7 @@ def test_max_chars_above_the_model_limit_is_refused_before_spending(emulator):
 
 def test_estimate_columns_add_up_to_the_totals(emulator):
     texts = ["Hello there.", "Hello there.", LONG, LONG + " And one more."]
-    est = estimate_speech(texts, voice=["af_bella", "bm_george"], max_chars=60)
+    est = deapi_ds.estimate_speak(texts, voice=["af_bella", "bm_george"], max_chars=60)
     assert int(est.frame["billable_characters"].sum()) == est.billable_characters
     assert float(est.frame["cost"].sum()) == pytest.approx(est.cost)
     # the repeated text is billed to its first row only

@@ -223,7 +223,9 @@ def test_failed_chunk_is_the_only_one_sent_again(emulator):
     deapi_ds.set_config(max_retries=0)
     audio = speech(LONG, "wav")
     emulator.configure(EP, script=[None, 500])
-    res = transcribe([audio], max_upload_mb=0.1, concurrency=1)
+    with pytest.raises(deapi_ds.BatchError) as info:  # the only file failed: loud
+        transcribe([audio], max_upload_mb=0.1, concurrency=1)
+    res = info.value.partial
     n_chunks = int(res.files["chunks"].iloc[0])
     row = res.files.iloc[0]
     assert row["status"] == "error" and bool(row["retryable"])

@@ -113,7 +113,7 @@ from __future__ import annotations
 from ._app import ENDPOINTS, Emulator, EmulatorResponse
 from ._faults import Fault
 from ._models import MODELS, count_tokens, embed_texts
-from ._server import EmulatorServer, main_serve
+from ._server import EmulatorServer
 from ._transport import EmulatorTransport
 
 __all__ = [
@@ -132,3 +132,16 @@ __all__ = [
 for _name in ("Emulator", "EmulatorResponse", "EmulatorServer", "EmulatorTransport", "Fault"):
     globals()[_name].__module__ = __name__
 del _name
+
+
+def main_serve(port: int, host: str = "127.0.0.1", api_key: str | None = None) -> None:
+    """Run an emulator on ``host:port`` until Ctrl-C (what ``deapi-ds emulator`` calls)."""
+    server = EmulatorServer(Emulator(api_key=api_key), host, port, verbose=True)
+    key_hint = "the key you configured" if api_key else "any key starting with dpn-sk-"
+    print(f"deAPI emulator listening on {server.base_url} (accepts {key_hint}); Ctrl-C to stop.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

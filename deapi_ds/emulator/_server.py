@@ -1,6 +1,6 @@
 """Loopback HTTP/1.1 server for the emulator (stdlib ``http.server``, one thread per connection).
 
-Use :meth:`Emulator.serve` in tests and notebooks, or :func:`main_serve` (what
+Use :meth:`Emulator.serve` in tests and notebooks, or ``deapi_ds.emulator.main_serve`` (what
 ``deapi-ds emulator --port N`` runs) for a blocking server.
 
 >>> from deapi_ds.emulator import Emulator
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._app import Emulator
 
-__all__ = ["EmulatorServer", "main_serve", "serve"]
+__all__ = ["EmulatorServer", "serve"]
 
 _MAX_BODY = 512 * 1024 * 1024
 
@@ -166,20 +166,5 @@ def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterato
     server = EmulatorServer(emulator, host, port).start()
     try:
         yield server
-    finally:
-        server.close()
-
-
-def main_serve(port: int, host: str = "127.0.0.1", api_key: str | None = None) -> None:
-    """Run an emulator on ``host:port`` until Ctrl-C (what ``deapi-ds emulator`` calls)."""
-    from ._app import Emulator
-
-    server = EmulatorServer(Emulator(api_key=api_key), host, port, verbose=True)
-    key_hint = "the key you configured" if api_key else "any key starting with dpn-sk-"
-    print(f"deAPI emulator listening on {server.base_url} (accepts {key_hint}); Ctrl-C to stop.")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.close()
