@@ -1438,12 +1438,21 @@ class TranscriptionResult(ResultFrame):
         self._sources = dict(sources or {})
         self._index_cache: dict[str, Any] = {}
 
+    def _take(self, positions: np.ndarray) -> TranscriptionResult:
+        new = self._subset(positions)  # segments and words follow the selected files
+        fids = new.frame["file"]
+        new.segments = self.segments[self.segments["file"].isin(fids).to_numpy()]
+        new.words = self.words[self.words["file"].isin(fids).to_numpy()]
+        new._index_cache = {}
+        return new
+
     @property
     def files(self) -> pd.DataFrame:
         """One row per input file (the same frame as ``.frame``)."""
         return self.frame
 
     def summary(self) -> str:
+        """One line: files per status, segments and hours of audio."""
         base = super().summary()
         seconds = float(self.frame["duration"].fillna(0).sum())
         extra = f", {len(self.segments):,} segments, {_human_duration(seconds)} of audio"

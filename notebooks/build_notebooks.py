@@ -552,9 +552,9 @@ from PIL import Image
 
 chosen = grid[grid.seed == 2]  # row selections stay image results
 saved = chosen.save(Path(tempfile.mkdtemp(prefix="chosen_")))
-for path in saved["path"]:
+for path in saved:
     print(Path(path).name)
-print(Image.open(saved["path"].iloc[0]).text["prompt"])
+print(Image.open(saved.iloc[0]).text["prompt"])
 """,
         check=True,
     ),

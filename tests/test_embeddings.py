@@ -265,7 +265,9 @@ def test_column_roundtrips_parquet_as_float32(emulator, tmp_path):
     first = back["embedding"].iloc[0]
     assert first.dtype == np.float32
     np.testing.assert_array_equal(first, res.matrix[0])
-    assert back["embedding"].iloc[1] is None
+    missing = back["embedding"].iloc[1]  # a row without a vector: NaN, same shape and dtype
+    assert missing.dtype == np.float32 and missing.shape == (1024,) and np.isnan(missing).all()
+    assert np.stack(back["embedding"]).shape == (3, 1024)
     # the cells are views of the matrix, not copies or Python lists
     assert np.shares_memory(df["embedding"].iloc[0], res.matrix)
     # the Arrow variant keeps a fixed-size list type
