@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import re
 import sys
 import warnings
@@ -148,7 +149,7 @@ def as_series(
         )
     if isinstance(data, pd.Series):
         return data
-    if isinstance(data, str | bytes):
+    if isinstance(data, str | bytes | bytearray | memoryview | os.PathLike):
         return pd.Series([data], dtype=object)
     if isinstance(data, dict):
         raise InvalidParameterError(

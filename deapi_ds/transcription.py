@@ -67,6 +67,7 @@ from ._pipeline import (
     Answer,
     Progress,
     Task,
+    as_series,
     check_outcome,
     quota_fields,
     run_task,
@@ -248,43 +249,13 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _as_series(data: Any, column: Any, func: str) -> pd.Series:
-    if isinstance(data, pd.DataFrame):
-        if column is None:
-            if data.shape[1] == 1:
-                return data.iloc[:, 0]
-            raise InvalidParameterError(
-                f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds the "
-                f"paths or bytes: {func}(df, 'column'). Available columns: {list(data.columns)}."
-            )
-        if isinstance(column, pd.Series):
-            return column
-        if column not in data.columns:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(data.columns)}."
-            )
-        return data[column]
-    if column is not None:
+    """The one ``as_series``, after refusing a folder (that is transcribe_folder's job)."""
+    if isinstance(data, str | os.PathLike) and column is None and os.path.isdir(data):
         raise InvalidParameterError(
-            f"{func}(data, column) takes a column only when data is a DataFrame; got "
-            f"{type(data).__name__}."
+            f"{func}() got the folder {os.fspath(data)!r}; use "
+            f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
         )
-    if isinstance(data, pd.Series):
-        return data
-    if isinstance(data, str | os.PathLike | bytes | bytearray | memoryview):
-        if isinstance(data, str | os.PathLike) and os.path.isdir(data):
-            raise InvalidParameterError(
-                f"{func}() got the folder {os.fspath(data)!r}; use "
-                f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
-            )
-        return pd.Series([data], dtype=object)
-    try:
-        values = list(data)
-    except TypeError:
-        raise InvalidParameterError(
-            f"{func}() takes a list or Series of paths or bytes, or a DataFrame and a column "
-            f"name; got {type(data).__name__}."
-        ) from None
-    return pd.Series(values, dtype=object)
+    return as_series(data, column, func=func, what="paths or bytes")
 
 
 def _items_from_series(series: pd.Series) -> list[_Item]:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from deapi_ds._exceptions import InvalidParameterError
-from deapi_ds._tasks import as_series
+from deapi_ds._pipeline import as_series
 
 from ._dense import _check_int
 
