@@ -898,9 +898,7 @@ def transcribe_audio(
     all_words: list[dict[str, Any]] = []
     labels: dict[int | None, str] = {}
     for sentence in sentences:
-        words = [
-            {"word": w, "start": round(s, 3), "end": round(e, 3)} for w, s, e, *_ in sentence
-        ]
+        words = [{"word": w, "start": round(s, 3), "end": round(e, 3)} for w, s, e, *_ in sentence]
         text = " ".join(w["word"] for w in words)
         voice = sentence[0][3] if len(sentence[0]) > 3 else None
         segment: dict[str, Any] = {
