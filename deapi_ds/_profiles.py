@@ -184,6 +184,23 @@ _BASIC_RPM = {
     "audio.transcriptions": 1,
     "videos": 1,
     "videos.retrieve": 50,
+    # native v2 API (deapi-reference.md §4.2)
+    "v2.audio.transcriptions": 1,
+    "v2.images.ocr": 5,
+    "v2.images.background-removals": 5,
+    "v2.images.upscales": 5,
+    "v2.price": 50,
+    "v2.jobs": 50,
+}
+
+#: Requests per UTC day on the Basic tier (Premium: unlimited); counters reset at 00:00 UTC.
+_BASIC_RPD = {
+    "v2.audio.transcriptions": 10,
+    "v2.images.ocr": 50,
+    "v2.images.background-removals": 100,
+    "v2.images.upscales": 100,
+    "v2.price": 200,
+    "v2.jobs": 200,
 }
 
 
@@ -201,6 +218,11 @@ class ProviderProfile:
     max_images_n: int | None = None
     supports_mask: bool = True
     default_models: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    rpd: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+
+    def rpd_for(self, endpoint: str, tier: str) -> float | None:
+        """Requests per UTC day for an endpoint on a tier (None: no daily limit)."""
+        return self.rpd.get(tier, {}).get(endpoint)
 
     def model(self, model_id: str) -> ModelProfile | None:
         return self.models.get(model_id)
@@ -231,6 +253,7 @@ DEAPI = ProviderProfile(
         "premium": {k: 300 for k in _BASIC_RPM},
         "unlimited": {},
     },
+    rpd={"basic": _BASIC_RPD},
     max_upload_bytes=80 * 1024 * 1024,
     max_image_bytes=10 * 1024 * 1024,
     min_image_side=64,
