@@ -35,6 +35,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._version import __version__
+from .account import abalance, aquote, balance, quote
 from .embeddings import (
     EmbeddingResult,
     EmbeddingTransformer,
@@ -94,15 +95,18 @@ __all__ = [
     "VideoJob",
     "VideoJobs",
     "__version__",
+    "abalance",
     "aedit_images",
     "aembed",
     "aestimate",
     "agenerate_images",
     "agenerate_video",
     "amodels",
+    "aquote",
     "aspeak",
     "atranscribe",
     "atranscribe_folder",
+    "balance",
     "cache",
     "config_context",
     "edit_images",
@@ -115,6 +119,7 @@ __all__ = [
     "get_config",
     "image_grid",
     "models",
+    "quote",
     "reset_config",
     "search",
     "set_config",

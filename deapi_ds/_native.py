@@ -49,9 +49,11 @@ __all__ = [
     "NativeModel",
     "NativeRequest",
     "background_removal_request",
+    "clear_shared_clients",
     "ocr_request",
     "parse_job",
     "raw_key",
+    "shared_native_client",
     "source_platform",
     "transcription_request",
     "upscale_request",
@@ -614,6 +616,37 @@ class AsyncNativeClient:
             if not items or int(meta.get("last_page") or 1) <= page:
                 return out
             page += 1
+
+
+_shared: dict[Any, AsyncNativeClient] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_native_client(settings: Settings | None = None) -> AsyncNativeClient:
+    """One native client per configuration, so daily and per-minute limits hold across calls."""
+    settings = settings or get_config()
+    key = (
+        settings.native_base_url,
+        settings.api_key,
+        id(settings.transport),
+        settings.tier,
+        repr(settings.rpm),
+        settings.max_concurrency,
+        settings.max_retries,
+        settings.max_retry_wait,
+        settings.profile,
+    )
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = _shared[key] = AsyncNativeClient(settings=settings)
+        return client
+
+
+def clear_shared_clients() -> None:
+    """Forget the shared native clients (a new configuration, tests)."""
+    with _shared_lock:
+        _shared.clear()
 
 
 def _check_job_id(job_id: Any) -> None:
