@@ -903,7 +903,7 @@ class NativeAPI:
     @staticmethod
     def _image_price(task: str, pixels: int) -> float:
         if task == "images.ocr":
-            return round(0.00045 + 0.0000000084 * pixels, 8)
+            return round(0.000453 + 8.418e-9 * pixels, 8)  # fits the documented points
         if task == "images.background-removals":  # deAPI publishes no rate: the emulator's own
             return round(0.0003 + 0.000000002 * pixels, 8)
         return round(0.0005 + 0.000000004 * pixels, 8)  # upscales: the emulator's own rate
