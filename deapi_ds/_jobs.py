@@ -73,6 +73,8 @@ class JobBackend(Protocol):
 
     async def fetch(self, status: JobStatus, request: Any) -> bytes | None: ...
 
+    # optional: ``status_rate() -> float | None``, status reads allowed per minute (pacing)
+
 
 class NativeBackend:
     """:class:`JobBackend` over deAPI's native API (:class:`AsyncNativeClient`)."""
@@ -85,6 +87,10 @@ class NativeBackend:
 
     async def status(self, job_id: str) -> JobStatus:
         return await self.client.job(job_id)
+
+    def status_rate(self) -> float | None:
+        """Status reads allowed per minute (the engine's limiter for ``v2.jobs``; None: no limit)."""
+        return self.client.engine.limiter("v2.jobs").rpm
 
     async def fetch(self, status: JobStatus, request: NativeRequest | None) -> bytes | None:
         """Download ``result_url`` when the result lives there (or nothing came inline)."""
@@ -102,6 +108,9 @@ class JobItem:
     key: Any
     request: Any = None
     job_id: str | None = None
+    #: how long the job is expected to run (e.g. from the audio's duration): no status read
+    #: is spent before that
+    expected_seconds: float | None = None
 
 
 @dataclasses.dataclass
@@ -202,6 +211,7 @@ class JobRunner:
         self.max_resubmits = max_resubmits
         self._sleep = sleep or anyio.sleep
         self._clock = clock or anyio.current_time
+        self._waiting = 0  # jobs currently between status reads (they share the status limit)
 
     async def run(
         self,
@@ -222,7 +232,7 @@ class JobRunner:
             while True:
                 if job_id is None:
                     job_id = await self._submit(item, outcome, on_accepted)
-                    first_delay = self.poll
+                    first_delay = max(self.poll, item.expected_seconds or 0.0)
                 try:
                     status = await self._wait(job_id, outcome, first_delay, on_status)
                 except NotFoundError:
@@ -286,27 +296,45 @@ class JobRunner:
         first_delay: float,
         on_status: Callable[[Any, JobStatus], Any] | None,
     ) -> JobStatus | None:
-        """Poll until the job is final; None when ``timeout`` passes first."""
+        """Poll until the job is final; None when ``timeout`` passes first.
+
+        Waits grow by ``backoff`` up to ``max_poll``, and never fall below the pace at which
+        the status limit can serve every waiting job in turn (N waiting jobs under R reads
+        per minute: one read per job every N * 60 / R s), so many jobs in flight do not
+        spend the status budget (Basic: 200 per day) on jobs that are still running.
+        """
         deadline = None if self.timeout is None else self._clock() + self.timeout
         interval, delay = self.poll, first_delay
-        while True:
-            if delay > 0:
-                if deadline is not None:
-                    delay = min(delay, deadline - self._clock())
-                    if delay <= 0:
-                        return None
-                await self._sleep(delay)
-            status = await self.backend.status(job_id)
-            outcome.polls += 1
-            if on_status is not None:
-                on_status(outcome.key, status)
-            if status.done:
-                return status
-            if deadline is not None and self._clock() >= deadline:
-                return None
-            if delay > 0:
-                interval = min(interval * self.backoff, self.max_poll)
-            delay = max(interval, 0.001)
+        self._waiting += 1
+        try:
+            while True:
+                delay = max(delay, self._pace()) if delay > 0 or self._waiting > 1 else delay
+                if delay > 0:
+                    if deadline is not None:
+                        delay = min(delay, deadline - self._clock())
+                        if delay <= 0:
+                            return None
+                    await self._sleep(delay)
+                status = await self.backend.status(job_id)
+                outcome.polls += 1
+                if on_status is not None:
+                    on_status(outcome.key, status)
+                if status.done:
+                    return status
+                if deadline is not None and self._clock() >= deadline:
+                    return None
+                if delay > 0:
+                    interval = min(interval * self.backoff, self.max_poll)
+                delay = max(interval, 0.001)
+        finally:
+            self._waiting -= 1
+
+    def _pace(self) -> float:
+        rate_of = getattr(self.backend, "status_rate", None)
+        rate = rate_of() if rate_of is not None else None
+        if not rate:
+            return 0.0
+        return (self._waiting - 1) * 60.0 / rate
 
     async def _finish(self, outcome: JobOutcome, status: JobStatus, request: Any) -> None:
         try:

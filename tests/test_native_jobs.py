@@ -6,6 +6,9 @@ it. So job durations, rate-limit windows and URL expiry play out exactly, in mil
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+
 import anyio
 import pytest
 
@@ -20,27 +23,72 @@ from deapi_ds._native import (
     result_json,
     transcription_request,
 )
-from deapi_ds.emulator import Emulator, render_text_image, synthesize_dialogue
+from deapi_ds.emulator import Emulator, Fault, render_text_image, synthesize_dialogue
+from deapi_ds.emulator._transport import EmulatorTransport
 
 KEY = "dpn-sk-42|abcdefghijklmnopqrstuvwx"
 PODCAST = "https://www.youtube.com/watch?v=emuPodcast01"
 
 
+async def _all_tasks_blocked() -> None:
+    """Return once every other task waits on a future (anyio's version polls every 0.1 s)."""
+    this = asyncio.current_task()
+    while True:
+        await asyncio.sleep(0)
+        if all(
+            task is this or (task._fut_waiter is not None and not task._fut_waiter.done())
+            for task in asyncio.all_tasks()
+        ):
+            return
+
+
+class InlineTransport(EmulatorTransport):
+    """The emulator answering inside the event loop (no worker thread): with nothing running
+    off-loop, "every task is blocked" means "every task waits for the clock"."""
+
+    async def handle_async_request(self, request):
+        body = await request.aread()
+        response = self.emulator.handle(
+            request.method, self._path(request), request.headers, body, scheme=request.url.scheme
+        )
+        return self._answer(request, response)
+
+
 class World:
-    """An emulator, a native client and a runner on one fake clock."""
+    """An emulator, a native client and a runner on one virtual clock.
+
+    ``sleep`` parks the task until the clock reaches its wake time; when every task is blocked
+    the clock jumps to the earliest wake time. So rate-limit windows, job durations and URL
+    expiry play out exactly as in real time, in milliseconds.
+    """
 
     def __init__(self, *, tier: str = "unlimited", job_seconds=(2.0, 8.0), **runner):
         self.now = 0.0
+        self._sleepers: list[tuple[float, int, anyio.Event]] = []
         self.emu = Emulator(clock=lambda: self.now)
         self.emu.native.job_seconds = job_seconds
-        settings = get_config(api_key=KEY, transport=self.emu.transport(), tier=tier)
-        self.client = self.make_client(settings)
+        self.settings = get_config(api_key=KEY, transport=InlineTransport(self.emu), tier=tier)
+        self.client = self.make_client(self.settings)
         self.accepted: list[tuple[object, str]] = []
         self.runner = self.make_runner(**runner)
 
     async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        await anyio.sleep(0)
+        if seconds <= 0:
+            await anyio.sleep(0)
+            return
+        event = anyio.Event()
+        heapq.heappush(self._sleepers, (self.now + seconds, id(event), event))
+        await event.wait()
+
+    async def _drive(self) -> None:
+        while True:
+            await _all_tasks_blocked()
+            if not self._sleepers:
+                await anyio.sleep(0.001)  # only the main task's end can come now
+                continue
+            wake, _, event = heapq.heappop(self._sleepers)
+            self.now = max(self.now, wake)
+            event.set()
 
     def make_client(self, settings) -> AsyncNativeClient:
         profile = deapi_ds._profiles.DEAPI
@@ -69,11 +117,24 @@ class World:
 
     def run(self, items, runner=None):
         runner = runner or self.runner
+        out: list = []
+
+        errors: list[BaseException] = []
 
         async def go():
-            return await runner.run_many(items, on_accepted=self.record)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._drive)
+                try:
+                    out.extend(await runner.run_many(items, on_accepted=self.record))
+                except Exception as exc:  # noqa: BLE001 - re-raised outside the task group
+                    errors.append(exc)
+                finally:
+                    tg.cancel_scope.cancel()
 
-        return anyio.run(go)
+        anyio.run(go)
+        if errors:
+            raise errors[0]
+        return out
 
 
 def test_end_to_end_mixed_jobs_row_aligned():
@@ -176,27 +237,33 @@ def test_expired_result_url_is_refreshed_from_the_job():
 
 
 def test_status_endpoint_429_is_honoured():
-    w = World()  # the client does not know about the limit ...
-    w.emu.configure("v2.jobs", rpm=3)  # ... the server enforces 3 per minute
-    items = [JobItem(i, ocr_request(render_text_image(f"Doc {i}"))) for i in range(4)]
+    w = World()  # the client does not know about the server's limit
+    w.emu.configure("v2.jobs", script=[None, Fault(status=429, retry_after="20")])
+    items = [JobItem(i, ocr_request(render_text_image(f"Doc {i}"))) for i in range(2)]
     outcomes = w.run(items)
-    assert [o.result for o in outcomes] == [f"Doc {i}" for i in range(4)]
+    assert [o.result for o in outcomes] == ["Doc 0", "Doc 1"]
     stats = w.emu.stats("v2.jobs")
-    assert stats["rate_limited"] >= 1 and stats["ok"] >= 4
+    assert stats["errors"] == 1 and stats["ok"] >= 2
+    throttled = [h for h in w.emu.history if h["endpoint"] == "v2.jobs" and h["status"] == 429]
+    assert len(throttled) == 1
+    assert w.now >= 20  # the Retry-After was waited for before the next status read
+    # the server's X-RateLimit-* headers teach the client its limit, so 429s stay rare
+    w2 = World()
+    w2.emu.configure("v2.jobs", rpm=3)
+    outcomes = w2.run([JobItem(i, ocr_request(render_text_image(f"D{i}"))) for i in range(4)])
+    assert all(o.ok for o in outcomes)
+    assert w2.client.engine.limiter("v2.jobs").rpm == 3
 
 
 def test_basic_limits_are_kept_client_side():
-    # Basic on both sides for job status (50/min, 200/day): the client never draws a 429.
-    # (OCR submissions are limited on the client only: on a fake clock a request can "arrive"
-    # seconds after its slot was taken, when other tasks' sleeps advance the clock meanwhile,
-    # which would defeat the 1 s of slack the client keeps for network delay.)
+    # Basic on both sides (OCR 5/min, job status 50/min and 200/day): never a 429
     w = World(tier="basic")
     w.emu.native.limits("basic")
-    w.emu.configure("v2.images.ocr", rpm=None)
     items = [JobItem(i, ocr_request(render_text_image(f"Scan {i}"))) for i in range(20)]
     outcomes = w.run(items)
     assert [o.result for o in outcomes] == [f"Scan {i}" for i in range(20)]
     assert w.emu.stats("v2.jobs")["rate_limited"] == 0
+    assert w.emu.stats("v2.images.ocr")["rate_limited"] == 0
     assert w.client.daily.used("v2.jobs") == w.emu.stats("v2.jobs")["requests"] <= 200
     # 20 submissions at 5 per 61 s window: the last starts after 3 full windows
     assert 3 * 61 <= w.now <= 3 * 61 + 60
@@ -205,7 +272,9 @@ def test_basic_limits_are_kept_client_side():
 def test_fatal_errors_stop_the_run():
     w = World()
     bad = Emulator(api_key="dpn-sk-1|otherotherother", clock=lambda: w.now)
-    client = w.make_client(get_config(api_key=KEY, transport=bad.transport(), tier="unlimited"))
+    client = w.make_client(
+        get_config(api_key=KEY, transport=InlineTransport(bad), tier="unlimited")
+    )
     runner = w.make_runner(NativeBackend(client))
     with pytest.raises(deapi_ds.AuthenticationError):
         w.run([JobItem(i, ocr_request(render_text_image("x"))) for i in range(3)], runner)
