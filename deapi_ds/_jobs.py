@@ -212,6 +212,8 @@ class JobRunner:
         self._sleep = sleep or anyio.sleep
         self._clock = clock or anyio.current_time
         self._waiting = 0  # jobs currently between status reads (they share the status limit)
+        self._learned: float | None = None  # how long this run's jobs took (first read at done)
+        self._probing = 0  # new jobs whose status reads find out how long jobs take
 
     async def run(
         self,
@@ -228,13 +230,23 @@ class JobRunner:
         outcome = JobOutcome(item.key, item.job_id, "running", resumed=item.job_id is not None)
         job_id = item.job_id
         first_delay = 0.0
+        accepted_at: float | None = None
         try:
             while True:
+                probing = False
                 if job_id is None:
                     job_id = await self._submit(item, outcome, on_accepted)
-                    first_delay = max(self.poll, item.expected_seconds or 0.0)
+                    accepted_at = self._clock()
+                    probing = await self._first_wait(item, accepted_at)
+                    first_delay = self._first_delay(item, accepted_at)
                 try:
-                    status = await self._wait(job_id, outcome, first_delay, on_status)
+                    if probing:
+                        self._probing += 1
+                    try:
+                        status = await self._wait(job_id, outcome, first_delay, on_status)
+                    finally:
+                        if probing:
+                            self._probing -= 1
                 except NotFoundError:
                     # a recorded id the server no longer knows: send the request again
                     if not (outcome.resumed and item.request is not None):
@@ -246,6 +258,8 @@ class JobRunner:
                 if status is None:  # timed out: keep the id, resume later
                     return outcome
                 if status.status == "done":
+                    if accepted_at is not None:
+                        self._learn(self._clock() - accepted_at)
                     await self._finish(outcome, status, item.request)
                     return outcome
                 self._record_failure(outcome, status)
@@ -298,7 +312,8 @@ class JobRunner:
     ) -> JobStatus | None:
         """Poll until the job is final; None when ``timeout`` passes first.
 
-        Waits grow by ``backoff`` up to ``max_poll``, and never fall below the pace at which
+        The first read comes after ``first_delay`` (see :meth:`_first_delay`). Later waits grow by ``backoff`` up to
+        ``max_poll``, and never fall below the pace at which
         the status limit can serve every waiting job in turn (N waiting jobs under R reads
         per minute: one read per job every N * 60 / R s), so many jobs in flight do not
         spend the status budget (Basic: 200 per day) on jobs that are still running.
@@ -307,8 +322,10 @@ class JobRunner:
         interval, delay = self.poll, first_delay
         self._waiting += 1
         try:
+            reads = 0
             while True:
-                delay = max(delay, self._pace()) if delay > 0 or self._waiting > 1 else delay
+                if reads:  # later reads share the status limit with every waiting job
+                    delay = max(delay, self._pace())
                 if delay > 0:
                     if deadline is not None:
                         delay = min(delay, deadline - self._clock())
@@ -317,6 +334,7 @@ class JobRunner:
                     await self._sleep(delay)
                 status = await self.backend.status(job_id)
                 outcome.polls += 1
+                reads += 1
                 if on_status is not None:
                     on_status(outcome.key, status)
                 if status.done:
@@ -328,6 +346,33 @@ class JobRunner:
                 delay = max(interval, 0.001)
         finally:
             self._waiting -= 1
+
+    async def _first_wait(self, item: JobItem, accepted_at: float) -> bool:
+        """Before a new job's first status read: while another job of this run is finding out
+        how long jobs take (and nothing is known yet), wait for it, up to ``6 * max_poll`` s.
+        Returns True when this job is the one finding out (the "probe")."""
+        if item.expected_seconds is not None or self._learned is not None:
+            return False
+        if not self._probing:
+            return True
+        cap = 6 * self.max_poll
+        while self._probing and self._learned is None and self._clock() - accepted_at < cap:
+            await self._sleep(self.poll)
+        return False
+
+    def _first_delay(self, item: JobItem, accepted_at: float) -> float:
+        """Seconds until a new job's first status read: ``expected_seconds``, or what this
+        run's jobs took so far (0.9 x the shortest), or ``poll``."""
+        age = self._clock() - accepted_at
+        if item.expected_seconds is not None:
+            return max(self.poll, item.expected_seconds - age)
+        if self._learned is not None:
+            return max(0.0, 0.9 * self._learned - age)
+        return self.poll if age < self.poll else 0.0
+
+    def _learn(self, seconds: float) -> None:
+        """Remember how long a job ran: later jobs skip status reads they would waste."""
+        self._learned = seconds if self._learned is None else min(self._learned, seconds)
 
     def _pace(self) -> float:
         rate_of = getattr(self.backend, "status_rate", None)

@@ -80,13 +80,17 @@ class World:
         heapq.heappush(self._sleepers, (self.now + seconds, id(event), event))
         await event.wait()
 
-    async def _drive(self) -> None:
+    async def _drive(self, kill_at: float | None, kill: anyio.CancelScope) -> None:
         while True:
             await _all_tasks_blocked()
             if not self._sleepers:
                 await anyio.sleep(0.001)  # only the main task's end can come now
                 continue
             wake, _, event = heapq.heappop(self._sleepers)
+            if kill_at is not None and wake > kill_at:
+                self.now = kill_at
+                kill.cancel()  # the kernel dies: nothing after this instant happens
+                return
             self.now = max(self.now, wake)
             event.set()
 
@@ -115,17 +119,20 @@ class World:
     def record(self, key, job_id) -> None:
         self.accepted.append((key, job_id))
 
-    def run(self, items, runner=None):
+    def run(self, items, runner=None, *, kill_at: float | None = None):
+        """Run the items; ``kill_at``: stop everything at that virtual time (returns [])."""
         runner = runner or self.runner
         out: list = []
-
         errors: list[BaseException] = []
 
         async def go():
+            self._sleepers.clear()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drive)
+                kill = anyio.CancelScope()
+                tg.start_soon(self._drive, kill_at, kill)
                 try:
-                    out.extend(await runner.run_many(items, on_accepted=self.record))
+                    with kill:
+                        out.extend(await runner.run_many(items, on_accepted=self.record))
                 except Exception as exc:  # noqa: BLE001 - re-raised outside the task group
                     errors.append(exc)
                 finally:
