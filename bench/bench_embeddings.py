@@ -3,6 +3,7 @@
     python bench/bench_embeddings.py rate     [--rpm 20 --rows 81920]     rate-limit bound
     python bench/bench_embeddings.py latency  [--latency 1.0 --rows 40960] concurrency bound
     python bench/bench_embeddings.py memory   [--rows 200000]             peak RSS vs the matrix
+    python bench/bench_embeddings.py cachecost [--rows 300000]            cache on vs off, instant server
 
 ``rate``: the emulator enforces ``rpm`` (sliding 60 s window) and the client is told the same
 limit. The bound is rpm x 2048 rows per minute (the largest batch deAPI allows); the first
@@ -215,9 +216,61 @@ def scenario_memory(args) -> None:
     assert res.matrix.dtype == np.float32
 
 
+def scenario_cachecost(args) -> None:
+    """The cache's cost on a fast run: a server that answers at once (precomputed base64 bodies
+    per batch size, in-process httpx transport), ``rows`` unique texts, cache off vs on."""
+    import base64
+    import json
+    import tempfile
+
+    import httpx
+
+    import deapi_ds
+
+    dim = 1024
+    vec = base64.b64encode(np.random.default_rng(0).random(dim, dtype=np.float32).tobytes())
+    bodies: dict[int, bytes] = {}
+
+    def body(n: int) -> bytes:
+        if n not in bodies:
+            items = [
+                {"object": "embedding", "index": i, "embedding": vec.decode()} for i in range(n)
+            ]
+            usage = {"prompt_tokens": n, "total_tokens": n}
+            bodies[n] = json.dumps(
+                {"object": "list", "data": items, "model": "Bge_M3_FP16", "usage": usage}
+            ).encode()
+        return bodies[n]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        n = len(json.loads(request.content)["input"])
+        return httpx.Response(200, content=body(n), headers={"content-type": "application/json"})
+
+    rows = args.rows or 300_000
+    deapi_ds.set_config(
+        base_url="https://bench.invalid/v1",
+        api_key=KEY,
+        transport=httpx.MockTransport(handler),
+        tier="unlimited",
+        progress=False,
+    )
+    results = {}
+    for label in ("cache off", "cache on", "cache off ", "cache on "):
+        texts = make_texts(rows, f"{label.strip()}-{time.perf_counter_ns()}")
+        with tempfile.TemporaryDirectory() as folder:
+            cache = None if "off" in label else folder
+            with Timer() as t:
+                res = deapi_ds.embed(texts, cache=cache, progress=False)
+            assert (res.frame["status"] == "ok").all(), res.summary()
+        results.setdefault(label.strip(), []).append(rows / t.seconds)
+        print(f"{label.strip():9s}: {rows / t.seconds:>9,.0f} rows/s ({t.seconds:.1f} s)")
+    off, on = max(results["cache off"]), max(results["cache on"])
+    print(f"cache on / cache off (best of 2): {on / off:.2f}x  (goal >= 0.8x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scenario", choices=["rate", "latency", "memory"])
+    ap.add_argument("scenario", choices=["rate", "latency", "memory", "cachecost"])
     ap.add_argument("--rows", type=int, default=0)
     ap.add_argument("--rpm", type=int, default=20)
     ap.add_argument("--latency", type=float, default=0.05)
@@ -230,9 +283,13 @@ def main() -> None:
         "--windows", type=int, default=2, help="rate scenario: minutes of rate-limited work"
     )
     args = ap.parse_args()
-    {"rate": scenario_rate, "latency": scenario_latency, "memory": scenario_memory}[args.scenario](
-        args
-    )
+    scenarios = {
+        "rate": scenario_rate,
+        "latency": scenario_latency,
+        "memory": scenario_memory,
+        "cachecost": scenario_cachecost,
+    }
+    scenarios[args.scenario](args)
 
 
 if __name__ == "__main__":

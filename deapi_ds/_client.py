@@ -63,6 +63,11 @@ class EmbeddingsResult:
     prompt_tokens: int | None
     total_tokens: int | None
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: rows holding a valid vector (all True for a complete answer)
+    present: np.ndarray | None = None
+    #: rows whose vector held NaN, inf or null values
+    invalid: np.ndarray | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
 
     def __repr__(self) -> str:
         return (
@@ -134,66 +139,115 @@ class Video:
 
 
 def decode_embeddings(
-    payload: Mapping[str, Any], n_inputs: int, *, endpoint: str = "POST /v1/embeddings"
+    payload: Mapping[str, Any],
+    n_inputs: int,
+    *,
+    endpoint: str = "POST /v1/embeddings",
+    strict: bool = True,
+    dimension: int | None = None,
 ) -> tuple[np.ndarray, str, int | None, int | None]:
     """Assemble ``data[*].embedding`` by ``index`` into an (n, dim) float32 matrix.
 
-    Accepts float lists and base64 (little-endian float32). Any count, index or dimension
-    mismatch raises :class:`ResponseValidationError`: a response is never shifted onto other rows.
+    Accepts float lists and base64 (little-endian float32). With ``strict=True`` any count,
+    index or dimension mismatch raises :class:`ResponseValidationError`. With ``strict=False``
+    the valid items are kept (see :func:`decode_embeddings_partial`). A response is never shifted
+    onto other rows.
+    """
+    matrix, present, invalid, problems, model, prompt, total = decode_embeddings_partial(
+        payload, n_inputs, endpoint=endpoint, dimension=dimension
+    )
+    if strict and (problems or not present.all()):
+        raise ResponseValidationError(
+            problems[0] if problems else "The embeddings response is incomplete.",
+            endpoint=endpoint,
+        )
+    return matrix, model, prompt, total
+
+
+def _vector(raw: Any) -> np.ndarray | None:
+    """One item's vector (None when it is not a vector at all)."""
+    if isinstance(raw, str):
+        try:
+            return np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
+        except (binascii.Error, ValueError):
+            return None
+    if isinstance(raw, list):
+        try:
+            return np.asarray([np.nan if v is None else v for v in raw], dtype=np.float32)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def decode_embeddings_partial(
+    payload: Mapping[str, Any],
+    n_inputs: int,
+    *,
+    endpoint: str = "POST /v1/embeddings",
+    dimension: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, int | None, int | None]:
+    """Keep every valid item of an embeddings answer, matched by ``index`` only.
+
+    Returns ``(matrix, present, invalid, problems, model, prompt_tokens, total_tokens)``:
+    ``present[i]`` is True when exactly one item carries index ``i`` with a finite vector of the
+    common dimension (``dimension`` when given, else the first valid item's); ``invalid[i]`` when
+    its vector holds NaN, inf or null values (an error for that input, never cached). Missing,
+    duplicated, out-of-range and wrong-dimension items are neither, and ``problems`` says what
+    was wrong.
     """
     data = payload.get("data") if isinstance(payload, Mapping) else None
     if not isinstance(data, list):
         raise ResponseValidationError(
             "The embeddings response has no 'data' list.", endpoint=endpoint
         )
+    problems: list[str] = []
     if len(data) != n_inputs:
-        raise ResponseValidationError(
-            f"The embeddings response has {len(data)} items for {n_inputs} inputs.",
-            endpoint=endpoint,
-        )
-    matrix: np.ndarray | None = None
-    seen = np.zeros(n_inputs, dtype=bool)
+        problems.append(f"The embeddings response has {len(data)} items for {n_inputs} inputs.")
+    seen = np.zeros(n_inputs, dtype=np.int64)
+    vectors: dict[int, np.ndarray | None] = {}
     for item in data:
         index = item.get("index") if isinstance(item, Mapping) else None
-        if not isinstance(index, int) or not 0 <= index < n_inputs:
-            raise ResponseValidationError(
-                f"The embeddings response has an item with index {index!r}; expected 0..{n_inputs - 1}.",
-                endpoint=endpoint,
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n_inputs:
+            problems.append(
+                f"The embeddings response has an item with index {index!r}; expected "
+                f"0..{n_inputs - 1}."
             )
-        if seen[index]:
-            raise ResponseValidationError(
-                f"The embeddings response has index {index} twice.", endpoint=endpoint
+            continue
+        seen[index] += 1
+        vectors[index] = _vector(item.get("embedding") if isinstance(item, Mapping) else None)
+    for index in np.flatnonzero(seen > 1).tolist():
+        problems.append(f"The embeddings response has index {index} twice.")
+        vectors.pop(index, None)
+    dim = dimension
+    if dim is None:
+        for vector in vectors.values():
+            if vector is not None and vector.ndim == 1 and vector.size:
+                dim = vector.size
+                break
+    present = np.zeros(n_inputs, dtype=bool)
+    invalid = np.zeros(n_inputs, dtype=bool)
+    matrix = np.full((n_inputs, dim or 0), np.nan, dtype=np.float32)
+    for index, vector in vectors.items():
+        if vector is None:
+            problems.append(f"Embedding {index} is neither a list of floats nor base64.")
+            invalid[index] = True
+            continue
+        if vector.shape != (dim,):
+            problems.append(
+                f"Embedding {index} has {vector.size} dimensions; expected {dim} dimensions."
             )
-        raw = item.get("embedding")
-        if isinstance(raw, str):
-            try:
-                vector = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
-            except (binascii.Error, ValueError) as exc:
-                raise ResponseValidationError(
-                    f"Embedding {index} is not valid base64 float32 data.", endpoint=endpoint
-                ) from exc
-        elif isinstance(raw, list):
-            vector = np.asarray(raw, dtype=np.float32)
-        else:
-            raise ResponseValidationError(
-                f"Embedding {index} is neither a list of floats nor base64.", endpoint=endpoint
-            )
-        if matrix is None:
-            if vector.ndim != 1 or vector.size == 0:
-                raise ResponseValidationError(f"Embedding {index} is empty.", endpoint=endpoint)
-            matrix = np.empty((n_inputs, vector.size), dtype=np.float32)
-        if vector.shape != (matrix.shape[1],):
-            raise ResponseValidationError(
-                f"Embedding {index} has {vector.size} dimensions; the others have {matrix.shape[1]}.",
-                endpoint=endpoint,
-            )
+            continue
+        if not np.isfinite(vector).all():
+            invalid[index] = True
+            continue
         matrix[index] = vector
-        seen[index] = True
-    if matrix is None:
-        matrix = np.empty((0, 0), dtype=np.float32)
+        present[index] = True
     usage = payload.get("usage") or {}
     return (
         matrix,
+        present,
+        invalid,
+        problems,
         str(payload.get("model") or ""),
         usage.get("prompt_tokens"),
         usage.get("total_tokens"),
@@ -365,8 +419,14 @@ class AsyncClient:
         encoding_format: str = "base64",
         dimensions: int | None = None,
         extra: Mapping[str, Any] | None = None,
+        strict: bool = True,
+        expected_dimension: int | None = None,
     ) -> EmbeddingsResult:
-        """``POST /v1/embeddings``; returns a float32 matrix with row i for input i."""
+        """``POST /v1/embeddings``; returns a float32 matrix with row i for input i.
+
+        ``strict=False`` keeps the valid items of an incomplete answer: ``present`` and
+        ``invalid`` on the result say which rows hold a vector and which held NaN/inf/null.
+        """
         if encoding_format not in ("float", "base64"):
             raise InvalidParameterError(
                 f"encoding_format must be 'float' or 'base64'. Got {encoding_format!r}."
@@ -381,11 +441,25 @@ class AsyncClient:
             body["dimensions"] = dimensions
         body.update(extra or {})
         result = await self._call("embeddings", "POST", "/embeddings", json_body=body)
-        matrix, model_out, prompt_tokens, total_tokens = decode_embeddings(
-            result.json(), len(inputs), endpoint=result.endpoint
+        matrix, present, invalid, problems, model_out, prompt_tokens, total_tokens = (
+            decode_embeddings_partial(
+                result.json(), len(inputs), endpoint=result.endpoint, dimension=expected_dimension
+            )
         )
+        if strict and (problems or not present.all()):
+            raise ResponseValidationError(
+                problems[0] if problems else "The embeddings response has non-finite values.",
+                endpoint=result.endpoint,
+            )
         return EmbeddingsResult(
-            matrix, model_out or model, prompt_tokens, total_tokens, result.headers
+            matrix,
+            model_out or model,
+            prompt_tokens,
+            total_tokens,
+            result.headers,
+            present=present,
+            invalid=invalid,
+            problems=problems,
         )
 
     async def images_generate(

@@ -17,6 +17,7 @@
     │   ├── UnprocessableEntityError       422
     │   ├── ModelNotFoundError             404 or 422 about the model (subclass of both above)
     │   ├── RateLimitError                 429 (``retry_after`` in seconds, when the server said)
+    │   │   └── QuotaExceededError         the daily quota is spent (``resets_at``); not retried
     │   └── ServerError                    5xx
     ├── ResponseValidationError            a 2xx answer that breaks the contract (count, index, dimension)
     ├── JobFailedError                     an asynchronous job (video) ended in failure
@@ -52,6 +53,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "ResponseValidationError",
     "ServerError",
@@ -229,6 +231,25 @@ class RateLimitError(APIStatusError):
     retryable = True
 
 
+class QuotaExceededError(RateLimitError):
+    """The daily request quota of an endpoint is spent (counted here, or said by the server).
+
+    Not retried: the run stops cleanly, finished rows are cached and unsent rows get status
+    ``quota``. ``endpoint``, ``limit`` and ``resets_at`` (UTC) say which quota and when it
+    resets.
+    """
+
+    __module__ = "deapi_ds"
+    retryable = False
+
+    def __init__(
+        self, message: str, *, limit: int | None = None, resets_at: Any = None, **kwargs: Any
+    ) -> None:
+        self.limit = limit
+        self.resets_at = resets_at
+        super().__init__(message, **kwargs)
+
+
 class ServerError(APIStatusError):
     __module__ = "deapi_ds"
     retryable = True
@@ -284,9 +305,12 @@ class BatchError(DeapiError):
 
     __module__ = "deapi_ds"
 
-    def __init__(self, message: str, *, partial: Any = None) -> None:
+    def __init__(
+        self, message: str, *, partial: Any = None, error: BaseException | None = None
+    ) -> None:
         super().__init__(message)
         self.partial = partial
+        self.error = error
 
 
 class CacheWarning(UserWarning):

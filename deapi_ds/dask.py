@@ -77,7 +77,12 @@ from ._cache import USE_DEFAULT, NullCache, ResultCache, _shared_cache, resolve_
 from ._client import AsyncClient
 from ._config import config_context, get_config, is_loopback
 from ._engine import Engine, RetryPolicy
-from ._exceptions import ConfigurationError, InvalidParameterError, MissingAPIKeyError
+from ._exceptions import (
+    BatchError,
+    ConfigurationError,
+    InvalidParameterError,
+    MissingAPIKeyError,
+)
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE
 from ._tasks import _settings_key
@@ -496,9 +501,12 @@ def _embed_partition(
     """Runs on a worker: embed one partition with the shared cache and the cluster gate."""
     with config_context(**dict(job.overrides)):
         client = _worker_client(job)
-        res = _embeddings.embed(
-            part, model=model, client=client, cache=_job_cache(job), progress=False, **kwargs
-        )
+        try:
+            res = _embeddings.embed(
+                part, model=model, client=client, cache=_job_cache(job), progress=False, **kwargs
+            )
+        except BatchError as exc:  # every row of this partition failed: they stay rows
+            res = exc.partial
     frame = res.frame[["status", "error_type", "error", "tokens"]]
     return frame.assign(embedding=res.to_series())
 
@@ -710,9 +718,12 @@ def _transcribe_partition(
         part = pd.Series(list(part), dtype=object)
     with config_context(**dict(job.overrides)):
         client = _worker_client(job)
-        res = _tr.transcribe(
-            part, model=model, client=client, cache=_job_cache(job), progress=False, **kwargs
-        )
+        try:
+            res = _tr.transcribe(
+                part, model=model, client=client, cache=_job_cache(job), progress=False, **kwargs
+            )
+        except BatchError as exc:  # every file of this partition failed: they stay rows
+            res = exc.partial
     return (
         res.files,
         _normalize_segments(res.segments).reset_index(drop=True),

@@ -37,10 +37,8 @@ import pyarrow as pa
 
 from ._cache import (
     USE_DEFAULT,
-    ResultCache,
     embedding_array,
     embedding_matrix,
-    make_keys,
     resolve_cache,
 )
 from ._client import AsyncClient, Client
@@ -50,9 +48,25 @@ from ._exceptions import (
     PayloadTooLargeError,
     ResponseValidationError,
 )
+from ._pipeline import (
+    CACHED,
+    ERROR,
+    FATAL_ERRORS,
+    LOOKUP_CHUNK,
+    OK,
+    PENDING,
+    QUOTA,
+    Answer,
+    Outcome,
+    Progress,
+    Task,
+    as_series,
+    check_outcome,
+    run_task,
+)
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame
-from ._tasks import FATAL_ERRORS, as_series, map_batches, resolve_client, syncify
+from ._tasks import resolve_client, syncify
 
 __all__ = [
     "EmbeddingResult",
@@ -66,7 +80,6 @@ __all__ = [
 ]
 
 TASK = "embeddings"
-LOOKUP_CHUNK = 65_536
 _SIZE_WORDS = ("token", "too long", "too large", "too many", "maximum", "exceed", "limit", "length")
 
 
@@ -421,6 +434,235 @@ class EmbeddingResult(ResultFrame):
 # --- the task --------------------------------------------------------------------------------
 
 
+class _EmbedTask(Task):
+    """Embeddings on the pipeline: units are the distinct texts of the column."""
+
+    name = TASK
+    func = "embed"
+    endpoint = "embeddings"
+    cache_columns = ("embedding",)
+
+    def __init__(
+        self,
+        plan: _Plan,
+        *,
+        aclient: AsyncClient,
+        model: str,
+        params: dict[str, Any],
+        dim: int | None,
+        on_long: str,
+        encoding_format: str,
+        dimensions: int | None,
+        max_inputs: int,
+        max_total_tokens: int,
+    ) -> None:
+        self.plan = plan
+        self.contents = plan.units
+        self.aclient = aclient
+        self.model = model
+        self.params = params
+        self.params_json = json.dumps(params, sort_keys=True)
+        self.dim = dim
+        self.on_long = on_long
+        self.encoding_format = encoding_format
+        self.dimensions = dimensions
+        self.max_inputs = max_inputs
+        self.max_total_tokens = max_total_tokens
+        # vectors per unit; one extra last row stays NaN: rows without a vector point at it
+        self.unit_vecs: np.ndarray | None = None
+        self.server_chunked: set[int] = set()
+        self.usage = {
+            "requests": 0,
+            "prompt_tokens": 0,
+            "total_tokens": 0,
+            "retries": 0,
+            "split": 0,
+        }
+
+    def weights(self) -> np.ndarray:
+        return self.plan.rows_per_unit()
+
+    def pack(self, ids: np.ndarray) -> list[np.ndarray]:
+        batches = _pack(ids.tolist(), self.plan.unit_tokens, self.max_inputs, self.max_total_tokens)
+        return [np.asarray(b, dtype=np.int64) for b in batches]
+
+    def ensure(self, d: int) -> np.ndarray:
+        if self.unit_vecs is None:
+            self.dim = d
+            self.unit_vecs = np.full((len(self.plan.units) + 1, d), np.nan, dtype=np.float32)
+        elif self.unit_vecs.shape[1] != d:
+            raise ResponseValidationError(
+                f"The server returned {d}-dimensional vectors but earlier ones have "
+                f"{self.unit_vecs.shape[1]} (model {self.model!r})."
+            )
+        return self.unit_vecs
+
+    # cache ------------------------------------------------------------------------------------
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        vecs = embedding_matrix(table.column("embedding"))
+        if vecs.ndim != 2 or (self.dim and vecs.shape[1] != self.dim):
+            return ids[:0]  # another dimension (a different server behind the same name)
+        good = np.isfinite(vecs).all(axis=1)  # never serve a broken vector as cached
+        self.ensure(vecs.shape[1])[ids[good]] = vecs[good]
+        return ids[good]
+
+    def accept(self, ids: np.ndarray, value: np.ndarray) -> None:
+        self.ensure(value.shape[1])[ids] = value
+
+    def to_cache(self, ids: np.ndarray, value: np.ndarray, keys: Sequence[str]) -> pa.Table:
+        return pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "embedding": embedding_array(np.ascontiguousarray(value, dtype=np.float32)),
+                "tokens": pa.array(self.plan.unit_tokens[ids], pa.int64()),
+                "params": pa.array([self.params_json] * len(ids), pa.string()),
+            }
+        )
+
+    # the call ---------------------------------------------------------------------------------
+    def _expected_dim(self) -> int | None:
+        if self.dim:
+            return self.dim
+        return self.unit_vecs.shape[1] if self.unit_vecs is not None else None
+
+    async def request(self, texts: list[str], *, strict: bool = True) -> Any:
+        out = await self.aclient.embeddings(
+            texts,
+            model=self.model,
+            encoding_format=self.encoding_format,
+            dimensions=self.dimensions,
+            strict=strict,
+            expected_dimension=self._expected_dim(),
+        )
+        self.usage["requests"] += 1
+        self.usage["prompt_tokens"] += int(out.prompt_tokens or 0)
+        self.usage["total_tokens"] += int(out.total_tokens or out.prompt_tokens or 0)
+        expected = self._expected_dim()
+        if out.present is not None and out.present.any() and expected is None:
+            self.ensure(out.matrix.shape[1])
+        return out
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        texts = [self.plan.units[u] for u in ids]
+        try:
+            out = await self.request(texts, strict=False)
+        except FATAL_ERRORS:
+            raise
+        except APIStatusError as exc:
+            if _too_big(exc) and len(ids) > 1 and not exc.retryable:
+                self.usage["split"] += 1
+                half = len(ids) // 2
+                return _merge(await self._half(ids[:half]), await self._half(ids[half:]))
+            if _too_big(exc) and len(ids) == 1 and self.on_long != "error":
+                return await self._shrunk(ids, texts[0], exc)
+            raise
+        present, invalid = out.present, out.invalid
+        if out.problems:
+            self.usage["retries"] += 1
+            wrong_dim = [p for p in out.problems if "dimensions" in p]
+            if wrong_dim and not present.any() and not invalid.any():
+                # every vector of another dimension: asking again cannot help
+                raise ResponseValidationError(wrong_dim[0], endpoint="POST /v1/embeddings")
+        errors = {
+            int(u): ResponseValidationError(
+                f"The server returned a vector with NaN, inf or null values for this input "
+                f"(model {self.model!r}); it was not cached.",
+                endpoint="POST /v1/embeddings",
+            )
+            for u in ids[invalid]
+        }
+        return Answer(ids[present], out.matrix[present], errors)
+
+    async def _half(self, ids: np.ndarray) -> Answer:
+        """One half of a batch the server found too large: its own errors stay its own."""
+        try:
+            return await self.call(ids)
+        except FATAL_ERRORS:
+            raise
+        except (APIStatusError, ResponseValidationError) as exc:
+            return Answer(ids[:0], None, {int(u): exc for u in ids})
+
+    async def _shrunk(self, ids: np.ndarray, text: str, exc: APIStatusError) -> Answer:
+        try:
+            vec = await self.shrink(text, exc)
+        except FATAL_ERRORS:
+            raise
+        except (APIStatusError, ResponseValidationError) as failed:
+            return Answer(ids[:0], None, {int(ids[0]): failed})
+        statuses = {}
+        if self.on_long == "truncate":
+            statuses[int(ids[0])] = _U_TRUNCATED
+        else:
+            self.server_chunked.add(int(ids[0]))
+        return Answer(ids, vec[None, :], statuses=statuses)
+
+    async def shrink(self, text: str, exc: APIStatusError, depth: int = 0) -> np.ndarray:
+        """One text the server refused as too large: truncate it, or split it and average the
+        pieces (``on_long``), halving the estimate until the server accepts it."""
+        limit = max(1, estimate_tokens(text) // 2)
+        parts = (
+            [_truncate(text, limit)] if self.on_long == "truncate" else _split_pieces(text, limit)
+        )
+        if depth >= 8 or not parts or not parts[0] or parts == [text]:
+            raise exc
+        self.usage["split"] += 1
+        vecs = []
+        for part in parts:
+            try:
+                vecs.append((await self.request([part])).matrix[0])
+            except FATAL_ERRORS:
+                raise
+            except APIStatusError as again:
+                if not _too_big(again):
+                    raise
+                vecs.append(await self.shrink(part, again, depth + 1))
+        if len(vecs) == 1:
+            return vecs[0]
+        return _combine(np.stack(vecs), [len(p) for p in parts])
+
+
+def _too_big(exc: APIStatusError) -> bool:
+    return isinstance(exc, PayloadTooLargeError) or (
+        getattr(exc, "status_code", None) in (400, 422)
+        and any(w in str(exc.message).lower() for w in _SIZE_WORDS)
+    )
+
+
+def _merge(a: Answer, b: Answer) -> Answer:
+    """Two halves' answers as one (the halves are disjoint)."""
+    values = [v for v in (a.value, b.value) if v is not None and len(v)]
+    value = np.concatenate(values) if values else None
+    return Answer(
+        np.concatenate([a.ids, b.ids]),
+        value,
+        {**a.errors, **b.errors},
+        {**a.statuses, **b.statuses},
+    )
+
+
+def _resolve_limits(
+    mp: Any, max_inputs: int | None, max_input_tokens: int | None, max_total_tokens: int | None
+) -> tuple[int, int | None, int]:
+    max_inputs = max_inputs or (mp.max_inputs if mp and mp.max_inputs else 2048)
+    max_input_tokens = max_input_tokens or (mp.max_input_tokens if mp else None)
+    max_total_tokens = max_total_tokens or (
+        mp.max_total_tokens if mp and mp.max_total_tokens else 300_000
+    )
+    for name, value in (("max_inputs", max_inputs), ("max_total_tokens", max_total_tokens)):
+        if value < 1:
+            raise InvalidParameterError(f"{name} must be >= 1. Got {value}.")
+    return max_inputs, max_input_tokens, max_total_tokens
+
+
+def _check_options(on_empty: str, on_long: str) -> None:
+    if on_empty not in ("empty", "raise"):
+        raise InvalidParameterError(f"on_empty must be 'empty' or 'raise'. Got {on_empty!r}.")
+    if on_long not in ("truncate", "error", "chunk"):
+        raise InvalidParameterError(
+            f"on_long must be 'truncate', 'error' or 'chunk'. Got {on_long!r}."
+        )
+
+
 async def aembed(
     data: Any,
     column: Any = None,
@@ -441,24 +683,14 @@ async def aembed(
 ) -> EmbeddingResult | Estimate:
     """Embed a text column: ``await deapi_ds.aembed(df, "text")`` (async twin of :func:`embed`)."""
     series = as_series(data, column, func="embed")
-    if on_empty not in ("empty", "raise"):
-        raise InvalidParameterError(f"on_empty must be 'empty' or 'raise'. Got {on_empty!r}.")
-    if on_long not in ("truncate", "error", "chunk"):
-        raise InvalidParameterError(
-            f"on_long must be 'truncate', 'error' or 'chunk'. Got {on_long!r}."
-        )
+    _check_options(on_empty, on_long)
     aclient = resolve_client(client)
     settings = aclient.settings
     profile = get_profile(settings)
     mp = profile.model(model)
-    max_inputs = max_inputs or (mp.max_inputs if mp and mp.max_inputs else 2048)
-    max_input_tokens = max_input_tokens or (mp.max_input_tokens if mp else None)
-    max_total_tokens = max_total_tokens or (
-        mp.max_total_tokens if mp and mp.max_total_tokens else 300_000
+    max_inputs, max_input_tokens, max_total_tokens = _resolve_limits(
+        mp, max_inputs, max_input_tokens, max_total_tokens
     )
-    for name, value in (("max_inputs", max_inputs), ("max_total_tokens", max_total_tokens)):
-        if value < 1:
-            raise InvalidParameterError(f"{name} must be >= 1. Got {value}.")
     if mp is not None:
         profile.require_task(model, "txt2embedding", func="embed")
 
@@ -472,233 +704,79 @@ async def aembed(
     params: dict[str, Any] = {}
     if dimensions is not None:
         params["dimensions"] = dimensions
-    params_json = json.dumps(params, sort_keys=True)
     store = resolve_cache(cache)
-    keys = make_keys(TASK, model, params, plan.units) if plan.units else []
-    n_units = len(plan.units)
-    dim = mp.dimension if mp and mp.dimension and dimensions is None else dimensions
-    unit_vecs: np.ndarray | None = None
-    have = np.zeros(n_units, dtype=bool)
-    cached_found: list[tuple[np.ndarray, np.ndarray]] = []
-    for start in range(0, n_units, LOOKUP_CHUNK):
-        chunk_keys = keys[start : start + LOOKUP_CHUNK]
-        table = store.lookup(TASK, model, chunk_keys, columns=["key", "embedding"])
-        if table.num_rows == 0:
-            continue
-        pos = {k: start + i for i, k in enumerate(chunk_keys)}
-        ids = np.fromiter(
-            (pos[k] for k in table.column("key").to_pylist()), dtype=np.int64, count=table.num_rows
-        )
-        vecs = embedding_matrix(table.column("embedding"))
-        have[ids] = True
-        cached_found.append((ids, vecs))
+    task = _EmbedTask(
+        plan,
+        aclient=aclient,
+        model=model,
+        params=params,
+        dim=mp.dimension if mp and mp.dimension and dimensions is None else dimensions,
+        on_long=on_long,
+        encoding_format=encoding_format,
+        dimensions=dimensions,
+        max_inputs=max_inputs,
+        max_total_tokens=max_total_tokens,
+    )
+    if dry_run:
+        return _estimate(task, store, settings, profile, mp)
+    show = settings.progress if progress is None else progress
+    est = _estimate(task, store, settings, profile, mp) if show else None
+    if est is not None and (est.requests > 20 or (est.rpm and est.requests > est.rpm)):
+        print(f"deapi_ds.embed: {est}", file=sys.stderr)
 
+    bar = Progress(plan.n, desc=f"embed {model}", unit="row", show=show, engine=aclient.engine)
+    no_request = int(np.count_nonzero((plan.kind == _EMPTY) | (plan.kind == _ERROR)))
+    bar.advance(no_request, failed=int(np.count_nonzero(plan.kind == _ERROR)))
+    try:
+        outcome = await run_task(task, store=store, aclient=aclient, progress=bar)
+    finally:
+        bar.close()
+    if task.unit_vecs is None:
+        task.ensure(task.dim or (mp.dimension if mp and mp.dimension else 0) or 0)
+    return check_outcome(
+        _result(task, series, outcome), func="embed", input_failed=plan.kind == _ERROR
+    )
+
+
+def _estimate(task: _EmbedTask, store: Any, settings: Any, profile: Any, mp: Any) -> Estimate:
+    """What the run would send (cache state now; nothing is spent)."""
+    plan = task.plan
+    n_units = len(plan.units)
+    have = np.zeros(n_units, dtype=bool)
+    keys = task.keys()
+    for start in range(0, n_units, LOOKUP_CHUNK):
+        have[start : start + LOOKUP_CHUNK] = store.contains(
+            TASK, task.model, keys[start : start + LOOKUP_CHUNK]
+        )
     missing = np.flatnonzero(~have)
-    batches = _pack(missing.tolist(), plan.unit_tokens, max_inputs, max_total_tokens)
-    rpm = settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier)
-    tokens_to_send = int(plan.unit_tokens[missing].sum()) if len(missing) else 0
-    est = Estimate(
+    requests = len(task.pack(missing)) if len(missing) else 0
+    tokens = int(plan.unit_tokens[missing].sum()) if len(missing) else 0
+    return Estimate(
         rows=plan.n,
         unique=n_units,
         cached=int(have.sum()),
         empty=int(np.count_nonzero(plan.kind == _EMPTY)),
         errors=int(np.count_nonzero(plan.kind == _ERROR)),
-        requests=len(batches),
-        tokens=tokens_to_send,
+        requests=requests,
+        tokens=tokens,
         cost_usd=(
-            tokens_to_send / 1000 * mp.price_per_1k_tokens
-            if mp and mp.price_per_1k_tokens
-            else None
+            tokens / 1000 * mp.price_per_1k_tokens if mp and mp.price_per_1k_tokens else None
         ),
-        rpm=rpm,
+        rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
         concurrency=settings.max_concurrency,
-        model=model,
+        model=task.model,
     )
-    if dry_run:
-        return est
-    show = settings.progress if progress is None else progress
-    if show and (est.requests > 20 or (rpm and est.requests > rpm)):
-        print(f"deapi_ds.embed: {est}", file=sys.stderr)
 
-    # Vectors per unit, filled from the cache then from responses. One extra last row stays
-    # NaN: rows without a vector point at it (row_unit -1), so assembly is one np.take.
-    def ensure(d: int) -> np.ndarray:
-        nonlocal unit_vecs, dim
-        if unit_vecs is None:
-            dim = d
-            unit_vecs = np.full((n_units + 1, d), np.nan, dtype=np.float32)
-        elif unit_vecs.shape[1] != d:
-            raise ResponseValidationError(
-                f"The server returned {d}-dimensional vectors but earlier ones have "
-                f"{unit_vecs.shape[1]} (model {model!r})."
-            )
-        return unit_vecs
 
-    for ids, vecs in cached_found:
-        ensure(vecs.shape[1])[ids] = vecs
-    cached_found.clear()
-
-    unit_status = np.where(have, _U_CACHED, _U_PENDING).astype(np.int8)
-    unit_error: dict[int, tuple[str, str]] = {}
-    server_chunked: set[int] = set()
-    usage = {"requests": 0, "prompt_tokens": 0, "total_tokens": 0, "retries": 0, "split": 0}
-    from .display import progress as make_progress
-
-    bar = make_progress(plan.n, desc=f"embed {model}", unit="row", disable=not show)
-    # each row counts 1 on the bar, shared among its units (chunked rows have several)
-    rows_per_unit = plan.rows_per_unit()
-    bar.set_cached(round(float(rows_per_unit[have].sum())))
-    no_request = int(np.count_nonzero((plan.kind == _EMPTY) | (plan.kind == _ERROR)))
-    if no_request:  # empty rows and rows refused before sending are done at once
-        bar.update(no_request, failed=est.errors)
-    shown = {"done": 0.0, "reported": 0}
-    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
-
-    def too_big(exc: APIStatusError) -> bool:
-        return isinstance(exc, PayloadTooLargeError) or (
-            getattr(exc, "status_code", None) in (400, 422)
-            and any(w in str(exc.message).lower() for w in _SIZE_WORDS)
-        )
-
-    async def request(texts: list[str]) -> Any:
-        out = await aclient.embeddings(
-            texts, model=model, encoding_format=encoding_format, dimensions=dimensions
-        )
-        expected = dim if dim else (unit_vecs.shape[1] if unit_vecs is not None else None)
-        if expected and out.matrix.shape[1] != expected:
-            raise ResponseValidationError(
-                f"The server returned {out.matrix.shape[1]}-dimensional vectors; {model} "
-                f"vectors have {expected} dimensions.",
-                endpoint="POST /v1/embeddings",
-            )
-        usage["requests"] += 1
-        usage["prompt_tokens"] += int(out.prompt_tokens or 0)
-        usage["total_tokens"] += int(out.total_tokens or out.prompt_tokens or 0)
-        return out
-
-    async def shrink(text: str, exc: APIStatusError, depth: int = 0) -> np.ndarray:
-        """One text the server refused as too large: truncate it, or split it and average the
-        pieces (``on_long``), halving the estimate until the server accepts it."""
-        limit = max(1, estimate_tokens(text) // 2)
-        parts = [_truncate(text, limit)] if on_long == "truncate" else _split_pieces(text, limit)
-        if depth >= 8 or not parts or not parts[0] or parts == [text]:
-            raise exc
-        usage["split"] += 1
-        vecs = []
-        for part in parts:
-            try:
-                vecs.append((await request([part])).matrix[0])
-            except FATAL_ERRORS:
-                raise
-            except APIStatusError as again:
-                if not too_big(again):
-                    raise
-                vecs.append(await shrink(part, again, depth + 1))
-        if len(vecs) == 1:
-            return vecs[0]
-        return _combine(np.stack(vecs), [len(p) for p in parts])
-
-    recheck = isinstance(store, ResultCache)
-
-    async def send(batch: list[int]) -> list[tuple[list[int], np.ndarray | BaseException]]:
-        parts: list[tuple[list[int], np.ndarray | BaseException]] = []
-        if recheck:
-            # another notebook, process or Dask worker may have paid for some of these rows
-            # since our lookup: take them from the cache instead of paying twice
-            batch_keys = [keys[u] for u in batch]
-            found = store.lookup(TASK, model, batch_keys, columns=["key", "embedding"])
-            if found.num_rows:
-                where = {k: i for i, k in enumerate(batch_keys)}
-                hit = [batch[where[k]] for k in found.column("key").to_pylist()]
-                unit_status[np.asarray(hit, dtype=np.int64)] = _U_CACHED
-                parts.append((hit, embedding_matrix(found.column("embedding"))))
-                taken = set(hit)
-                batch = [u for u in batch if u not in taken]
-                if not batch:
-                    return parts
-        return parts + await fetch(batch)
-
-    async def fetch(batch: list[int]) -> list[tuple[list[int], np.ndarray | BaseException]]:
-        texts = [plan.units[u] for u in batch]
-        try:
-            try:
-                out = await request(texts)
-            except ResponseValidationError:
-                usage["retries"] += 1
-                out = await request(texts)
-        except FATAL_ERRORS:
-            raise
-        except APIStatusError as exc:
-            if too_big(exc) and len(batch) > 1 and not exc.retryable:
-                usage["split"] += 1
-                half = len(batch) // 2
-                return await fetch(batch[:half]) + await fetch(batch[half:])
-            if too_big(exc) and len(batch) == 1 and on_long != "error":
-                try:
-                    vec = await shrink(texts[0], exc)
-                except FATAL_ERRORS:
-                    raise
-                except (APIStatusError, ResponseValidationError) as failed:
-                    return [(batch, failed)]
-                if on_long == "truncate":
-                    unit_status[batch[0]] = _U_TRUNCATED
-                else:
-                    server_chunked.add(batch[0])
-                return [(batch, vec[None, :])]
-            return [(batch, exc)]
-        except ResponseValidationError as exc:
-            return [(batch, exc)]
-        return [(batch, out.matrix)]
-
-    def record(batch: list[int], parts: Any, error: BaseException | None) -> None:
-        if error is not None:
-            parts = [(batch, error)]
-        failed = 0.0
-        for ids, outcome in parts:
-            ids_arr = np.asarray(ids, dtype=np.int64)
-            if isinstance(outcome, BaseException):
-                unit_status[ids_arr] = _U_ERROR
-                for u in ids:
-                    unit_error[u] = (type(outcome).__name__, str(outcome))
-                failed += float(rows_per_unit[ids_arr].sum())
-            else:
-                vecs = np.ascontiguousarray(outcome, dtype=np.float32)
-                ensure(vecs.shape[1])[ids_arr] = vecs
-                pending = ids_arr[unit_status[ids_arr] == _U_PENDING]
-                unit_status[pending] = _U_OK
-                paid = unit_status[ids_arr] != _U_CACHED  # rows found by the re-check are stored
-                if paid.any():
-                    fresh = ids_arr[paid]
-                    store.write(
-                        TASK,
-                        model,
-                        pa.table(
-                            {
-                                "key": pa.array([keys[u] for u in fresh], pa.string()),
-                                "embedding": embedding_array(np.ascontiguousarray(vecs[paid])),
-                                "tokens": pa.array(plan.unit_tokens[fresh], pa.int64()),
-                                "params": pa.array([params_json] * len(fresh), pa.string()),
-                            }
-                        ),
-                    )
-            shown["done"] += float(rows_per_unit[ids_arr].sum())
-        step = round(shown["done"]) - shown["reported"]
-        if step > 0:
-            shown["reported"] += step
-            bar.update(step, failed=min(step, round(failed)))
-
-    try:
-        await map_batches(batches, send, on_done=record, limit=max(1, settings.max_concurrency) * 2)
-        if bar.n < plan.n:  # rounding of rows shared among chunk pieces
-            bar.update(plan.n - bar.n)
-    finally:
-        stop_showing_waits()
-        bar.close()
-
-    if unit_vecs is None:
-        ensure(dim or (mp.dimension if mp and mp.dimension else 0) or 0)
-    assert unit_vecs is not None
-    matrix, status = _assemble(plan, unit_vecs, unit_status, unit_error)
+def _result(task: _EmbedTask, series: pd.Series, outcome: Outcome) -> EmbeddingResult:
+    plan = task.plan
+    unit_status = outcome.status.copy()  # the pipeline's codes are ours (see _U_* below)
+    unit_status[unit_status == PENDING] = _U_ERROR
+    unit_error = {u: outcome.error_of(u) for u in outcome.errors}
+    for u in np.flatnonzero(outcome.status == PENDING).tolist():
+        unit_error.setdefault(u, ("Cancelled", "not sent: the run stopped before this row"))
+    assert task.unit_vecs is not None
+    matrix, status = _assemble(plan, task.unit_vecs, unit_status, unit_error)
     frame = pd.DataFrame(
         {
             "status": pd.array(status, dtype=STATUS_DTYPE),
@@ -708,26 +786,38 @@ async def aembed(
         },
         index=series.index,
     )
-    chunked_rows = plan.chunked + int(
-        np.count_nonzero(np.isin(plan.row_unit, list(server_chunked))) if server_chunked else 0
+    chunked_rows = plan.chunked + (
+        int(np.count_nonzero(np.isin(plan.row_unit, list(task.server_chunked))))
+        if task.server_chunked
+        else 0
     )
+    usage = dict(task.usage)
     usage.update(
         rows=plan.n,
-        unique=n_units,
+        unique=len(plan.units),
         cached_rows=int(np.count_nonzero(status == "cached")),
         truncated_rows=int(np.count_nonzero(status == "truncated")),
         chunked_rows=chunked_rows,
         empty_rows=int(np.count_nonzero(status == "empty")),
         error_rows=int(np.count_nonzero(status == "error")),
-        estimated_tokens=est.tokens,
-        estimated_cost_usd=est.cost_usd,
+        quota_rows=int(np.count_nonzero(status == "quota")),
+        uncached_rows=outcome.uncached_rows,
     )
-    return EmbeddingResult(frame, matrix, usage=usage, model=model)
+    return EmbeddingResult(frame, matrix, usage=usage, model=task.model)
 
 
 # unit outcomes (one per distinct text sent or looked up)
-_U_PENDING, _U_OK, _U_CACHED, _U_TRUNCATED, _U_ERROR = 0, 1, 2, 3, 4
-_STATUS_NAMES = np.array(["ok", "ok", "cached", "truncated", "error"], dtype=object)
+# the pipeline's codes (OK, CACHED, ERROR, QUOTA) are mapped onto these before assembly; a
+# text the server made us truncate is marked _U_TRUNCATED by the task itself
+_U_PENDING, _U_OK, _U_CACHED, _U_ERROR, _U_QUOTA, _U_TRUNCATED = (
+    PENDING,
+    OK,
+    CACHED,
+    ERROR,
+    QUOTA,
+    5,
+)
+_STATUS_NAMES = np.array(["ok", "ok", "cached", "error", "quota", "truncated"], dtype=object)
 
 
 def _combine(vecs: np.ndarray, weights: Sequence[float]) -> np.ndarray:
@@ -764,13 +854,13 @@ def _assemble(
     st = unit_status[row_unit[simple]]
     status[simple] = _STATUS_NAMES[st]
     status[simple[(plan.kind[simple] == _TRUNCATED) & (st != _U_ERROR)]] = "truncated"
-    for i in simple[st == _U_ERROR]:
+    for i in simple[(st == _U_ERROR) | (st == _U_QUOTA)]:
         plan.error_type[i], plan.error[i] = unit_error[int(row_unit[i])]
     for i, (ids, weights) in plan.chunks.items():
         states = unit_status[ids]
-        bad = np.flatnonzero(states == _U_ERROR)
+        bad = np.flatnonzero((states == _U_ERROR) | (states == _U_QUOTA))
         if bad.size:
-            status[i] = "error"
+            status[i] = "error" if (states == _U_ERROR).any() else "quota"
             plan.error_type[i], plan.error[i] = unit_error[ids[int(bad[0])]]
             matrix[i] = np.nan
             continue

@@ -45,12 +45,10 @@ import dataclasses
 import hashlib
 import html as _html
 import io
-import math
 import os
 import re
 import tempfile
 import unicodedata
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,19 +56,32 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, GeneratedImage
+from ._common import is_missing
 from ._config import get_config
 from ._exceptions import (
-    CacheWarning,
     DeapiError,
     InvalidParameterError,
     ResponseValidationError,
 )
+from ._pipeline import (
+    CACHED,
+    ERROR,
+    OK,
+    QUOTA,
+    Answer,
+    Progress,
+    Task,
+    as_series,
+    check_outcome,
+    run_task,
+)
 from ._profiles import ModelProfile, ProviderProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame
-from ._tasks import as_series, map_batches, resolve_client, syncify
+from ._tasks import resolve_client, syncify
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -150,25 +161,22 @@ class ImageGrid:
         return {"text/plain": repr(self), "text/html": self.html}
 
 
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
 def default_caption(record: Mapping[str, Any]) -> str:
     """``prompt`` on the first line, then ``seed · model`` (and size, image number)."""
     prompt = record.get("prompt")
-    prompt = "" if _missing(prompt) else str(prompt)
+    prompt = "" if is_missing(prompt) else str(prompt)
     if len(prompt) > 120:
         prompt = prompt[:119] + "…"
     seed = record.get("seed")
-    parts = [f"seed {seed}" if not _missing(seed) else "seed random", str(record.get("model", ""))]
+    parts = [
+        f"seed {seed}" if not is_missing(seed) else "seed random",
+        str(record.get("model", "")),
+    ]
     size = record.get("size")
-    if not _missing(size):
+    if not is_missing(size):
         parts.append(str(size))
     n_index = record.get("n_index")
-    if not _missing(n_index) and int(n_index) > 0:
+    if not is_missing(n_index) and int(n_index) > 0:
         parts.append(f"#{int(n_index)}")
     return f"{prompt}\n{' · '.join(parts)}"
 
@@ -204,7 +212,7 @@ class ImageResult(ResultFrame):
 
         out: list[Any] = []
         for data in self.frame["image"]:
-            if _missing(data) or not data:
+            if is_missing(data) or not data:
                 out.append(None)
                 continue
             im = Image.open(io.BytesIO(data))
@@ -220,11 +228,11 @@ class ImageResult(ResultFrame):
         for rec in self.frame.to_dict("records"):
             caption = default_caption(rec) if label is None else format_label(rec, label)
             error = None
-            if rec.get("status") in ("error", "empty") or _missing(rec.get("image")):
+            if rec.get("status") in ("error", "empty") or is_missing(rec.get("image")):
                 kind = rec.get("error_type")
                 message = rec.get("error")
-                message = "no image" if _missing(message) else str(message)
-                error = message if _missing(kind) else f"{kind}: {message}"
+                message = "no image" if is_missing(message) else str(message)
+                error = message if is_missing(kind) else f"{kind}: {message}"
             items.append({"image": rec.get("image"), "caption": caption, "error": error})
         return items
 
@@ -339,7 +347,7 @@ class ImageResult(ResultFrame):
         paths: list[Any] = []
         for rec in frame.to_dict("records"):
             data = rec.get("image")
-            if _missing(data) or not data:
+            if is_missing(data) or not data:
                 paths.append(pd.NA)
                 continue
             png = _png_with_metadata(data, self._metadata(rec))
@@ -363,7 +371,7 @@ class ImageResult(ResultFrame):
         meta = {}
         for name in ("prompt", "model", "size", "seed", "n_index", "input"):
             value = rec.get(name)
-            if name in rec and not _missing(value):
+            if name in rec and not is_missing(value):
                 meta[name] = str(value)
         if "seed" not in meta:
             meta["seed"] = "random"
@@ -393,7 +401,7 @@ def safe_filename(text: Any, max_length: int = 60, *, default: str = "image") ->
     >>> safe_filename("🐱🐶")
     'image'
     """
-    text = unicodedata.normalize("NFKC", "" if _missing(text) else str(text))
+    text = unicodedata.normalize("NFKC", "" if is_missing(text) else str(text))
     chars = [ch.lower() if ch.isalnum() else "-" for ch in text]
     slug = re.sub(r"-+", "-", "".join(chars)).strip("-")
     slug = slug[:max_length].rstrip("-")
@@ -406,11 +414,11 @@ def _file_stem(rec: Mapping[str, Any], max_length: int, multi_size: bool) -> str
     parts = [safe_filename(rec.get("prompt"), max_length)]
     parts.append(safe_filename(rec.get("model"), 40, default="model"))
     seed = rec.get("seed")
-    parts.append(f"s{int(seed)}" if not _missing(seed) else "rnd")
-    if multi_size and not _missing(rec.get("size")):
+    parts.append(f"s{int(seed)}" if not is_missing(seed) else "rnd")
+    if multi_size and not is_missing(rec.get("size")):
         parts.append(safe_filename(rec.get("size"), 12))
     n_index = rec.get("n_index")
-    if not _missing(n_index) and int(n_index) > 0:
+    if not is_missing(n_index) and int(n_index) > 0:
         parts.append(str(int(n_index)))
     return "_".join(parts)
 
@@ -534,7 +542,7 @@ def _check_sizes(
 def _check_seeds(seeds: Any, func: str) -> list[int | None]:
     out: list[int | None] = []
     for s in _as_list(seeds, "seeds", func):
-        if _missing(s):
+        if is_missing(s):
             out.append(None)
             continue
         if isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= int(s) < 2**32:
@@ -697,7 +705,7 @@ def _texts(prompts: Any, column: Any, func: str) -> tuple[list[Any], list[Any]]:
 
 
 def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:
-    if _missing(prompt) or (isinstance(prompt, str) and not prompt.strip()):
+    if is_missing(prompt) or (isinstance(prompt, str) and not prompt.strip()):
         return ("empty", "EmptyInput", "The prompt is empty; nothing was generated.")
     if not isinstance(prompt, str):
         return (
@@ -721,13 +729,6 @@ def _check_progress(progress: Any, func: str) -> bool | None:
     )
 
 
-def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
-    from .display import progress as make_progress
-
-    disable = None if progress is None else not progress
-    return make_progress(total, desc=desc, unit="image", disable=disable)
-
-
 async def _fetch(aclient: AsyncClient, images: list[GeneratedImage]) -> list[bytes | BaseException]:
     """The bytes of each returned image; URLs are downloaded concurrently, right away."""
     out: list[bytes | BaseException] = [b""] * len(images)
@@ -745,8 +746,109 @@ async def _fetch(aclient: AsyncClient, images: list[GeneratedImage]) -> list[byt
     return out
 
 
-def _error_text(exc: BaseException) -> tuple[str, str]:
-    return type(exc).__name__, str(exc) or type(exc).__name__
+def _runs(units: Sequence[_Unit], ids: np.ndarray) -> list[np.ndarray]:
+    """Split ``ids`` (units of one request group) into runs of consecutive ``n_index``."""
+    out: list[list[int]] = []
+    for uid in ids.tolist():
+        if out and units[uid].n_index == units[out[-1][-1]].n_index + 1:
+            out[-1].append(uid)
+        else:
+            out.append([uid])
+    return [np.asarray(r, dtype=np.int64) for r in out]
+
+
+class _ImageTask(Task):
+    """Generated or edited images of one model on the pipeline: a unit is one image; a batch is
+    one request for up to ``n`` consecutive images of the same prompt/size/seed."""
+
+    cache_columns = ("image", "width", "height")
+    unit_name = "image"
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        func: str,
+        model: str,
+        units: list[_Unit],
+        aclient: AsyncClient,
+        max_n: int | None,
+        call: Callable[[_Request], Any],
+    ) -> None:
+        self.name, self.func, self.model = task, func, model
+        self.endpoint = task
+        self.units = units
+        self.aclient = aclient
+        self.max_n = max_n
+        self._call = call
+
+    def keys(self) -> list[str]:
+        return [u.key for u in self.units]
+
+    def pack(self, ids: np.ndarray) -> list[np.ndarray]:
+        position = {id(self.units[i]): int(i) for i in ids}
+        requests = _plan_requests([self.units[i] for i in ids], lambda _: self.max_n)
+        return [np.asarray([position[id(u)] for u in r.units], np.int64) for r in requests]
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        runs = _runs(self.units, ids)
+        if len(runs) > 1:  # a re-ask of images missing here and there: one request per run
+            answers = [await self.call(run) for run in runs]
+            return Answer(
+                np.concatenate([a.ids for a in answers]),
+                [v for a in answers for v in a.value],
+                {k: v for a in answers for k, v in a.errors.items()},
+            )
+        units = [self.units[i] for i in ids]
+        first = units[0]
+        seed = None if first.seed is None else first.seed + first.n_index
+        result = await self._call(_Request(units, seed))
+        # fewer images than asked: keep them (in order); the pipeline asks again for the rest
+        got = await _fetch(self.aclient, result.images[: len(units)])
+        ok_ids, values, errors = [], [], {}
+        for uid, unit, outcome in zip(ids.tolist(), units, got, strict=False):
+            if not isinstance(outcome, BaseException):
+                try:
+                    values.append(
+                        _decode_png(outcome, f"Image {unit.n_index} for {unit.prompt[:40]!r}")
+                    )
+                    ok_ids.append(uid)
+                    continue
+                except ResponseValidationError as exc:
+                    outcome = exc
+            errors[uid] = outcome
+        return Answer(np.asarray(ok_ids, dtype=np.int64), values, errors)
+
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        accepted = []
+        for uid, rec in zip(ids.tolist(), table.to_pylist(), strict=True):
+            if rec.get("image"):
+                unit = self.units[uid]
+                unit.image, unit.width, unit.height = (
+                    rec["image"],
+                    rec.get("width"),
+                    rec.get("height"),
+                )
+                accepted.append(uid)
+        return np.asarray(accepted, dtype=np.int64)
+
+    def accept(self, ids: np.ndarray, value: list[tuple[bytes, int, int]]) -> None:
+        for uid, (png, w, h) in zip(ids.tolist(), value, strict=True):
+            unit = self.units[uid]
+            unit.image, unit.width, unit.height = png, w, h
+
+    def to_cache(self, ids: np.ndarray, value: Any, keys: Sequence[str]) -> pa.Table:
+        return pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "image": pa.array([png for png, _, _ in value], pa.binary()),
+                "width": pa.array([w for _, w, _ in value], pa.int64()),
+                "height": pa.array([h for _, _, h in value], pa.int64()),
+            }
+        )
+
+
+_UNIT_STATUS = {OK: "ok", CACHED: "cached", ERROR: "error", QUOTA: "quota"}
 
 
 async def _run(
@@ -760,90 +862,42 @@ async def _run(
     progress: Any,
     call: Callable[[_Request], Any],
 ) -> int:
-    """Cache lookup, then the missing requests; fills each unit's outcome. Returns #requests."""
+    """Every model's images through the pipeline (models run concurrently, one progress bar);
+    fills each unit's outcome. Returns the number of requests."""
     by_model: dict[str, list[_Unit]] = {}
     for unit in units:
         by_model.setdefault(unit.model, []).append(unit)
-    missing: list[_Unit] = []
-    cached = 0
-    for model, members in by_model.items():
-        keys = [u.key for u in members]
-        try:
-            found = cache.lookup(task, model, keys, columns=["image", "width", "height"])
-        except DeapiError as exc:
-            warnings.warn(
-                f"{func}(): the cache could not be read ({exc}); generating anew.",
-                CacheWarning,
-                stacklevel=3,
-            )
-            found = None
-        hits: dict[str, dict[str, Any]] = {}
-        if found is not None and found.num_rows:
-            for rec in found.to_pylist():
-                if rec.get("image"):
-                    hits[rec["key"]] = rec
-        for unit in members:
-            rec = hits.get(unit.key)
-            if rec is None:
-                missing.append(unit)
-                continue
-            unit.image, unit.width, unit.height = rec["image"], rec.get("width"), rec.get("height")
-            unit.status = "cached"
-            cached += 1
+    bar = Progress(len(units), desc=func, unit="image", show=progress, engine=aclient.engine)
+    requests = 0
 
-    requests = _plan_requests(missing, lambda m: _max_per_request(profile.model(m), profile))
-    if not requests:
-        return 0
-    bar = _progress_bar(progress, len(units), func)
-    bar.set_cached(cached)
-    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
-
-    async def worker(request: _Request) -> list[bytes | BaseException]:
-        result = await call(request)
-        if len(result.images) != len(request.units):
-            raise ResponseValidationError(
-                f"The server returned {len(result.images)} images for n={len(request.units)}."
-            )
-        return await _fetch(aclient, result.images)
-
-    def on_done(request: _Request, result: Any, error: BaseException | None) -> None:
-        rows: list[dict[str, Any]] = []
-        failed = 0
-        for i, unit in enumerate(request.units):
-            outcome: Any = error if error is not None else result[i]
-            if not isinstance(outcome, BaseException):
-                try:
-                    png, w, h = _decode_png(
-                        outcome, f"Image {unit.n_index} for {unit.prompt[:40]!r}"
-                    )
-                except ResponseValidationError as exc:
-                    outcome = exc
-                else:
-                    unit.image, unit.width, unit.height, unit.status = png, w, h, "ok"
-                    rows.append({"key": unit.key, "image": png, "width": w, "height": h})
-                    continue
-            unit.status = "error"
-            unit.error_type, unit.error = _error_text(outcome)
-            failed += 1
-        if rows:
-            table = pd.DataFrame(rows).astype({"width": "int64", "height": "int64"})
-            try:
-                cache.write(task, request.units[0].model, table)
-            except (DeapiError, OSError) as exc:
-                warnings.warn(
-                    f"{func}(): {len(rows)} image(s) could not be cached ({exc}); they are in the "
-                    "result but a rerun will generate them again.",
-                    CacheWarning,
-                    stacklevel=2,
-                )
-        bar.update(len(request.units), failed=failed)
+    async def one(model: str, members: list[_Unit]) -> None:
+        nonlocal requests
+        job = _ImageTask(
+            task=task,
+            func=func,
+            model=model,
+            units=members,
+            aclient=aclient,
+            max_n=_max_per_request(profile.model(model), profile),
+            call=call,
+        )
+        outcome = await run_task(job, store=cache, aclient=aclient, progress=bar)
+        requests += outcome.requests
+        for uid, unit in enumerate(members):
+            code = int(outcome.status[uid])
+            unit.status = _UNIT_STATUS.get(code, "error")
+            if uid in outcome.errors:
+                unit.error_type, unit.error = outcome.error_of(uid)
+            elif code not in (OK, CACHED):
+                unit.error_type, unit.error = "Cancelled", "not generated: the run stopped"
 
     try:
-        await map_batches(requests, worker, on_done=on_done)
+        async with anyio.create_task_group() as tg:
+            for model, members in by_model.items():
+                tg.start_soon(one, model, members)
     finally:
-        stop_showing_waits()
         bar.close()
-    return len(requests)
+    return requests
 
 
 def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) -> ImageResult:
@@ -864,7 +918,7 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
             "row": r.row,
             "prompt": r.prompt
             if isinstance(r.prompt, str)
-            else (None if _missing(r.prompt) else str(r.prompt)),
+            else (None if is_missing(r.prompt) else str(r.prompt)),
             "model": r.model,
             "size": size,
             "seed": r.seed,
@@ -1009,7 +1063,9 @@ async def agenerate_images(
         "steps": step_count,
         "negative_prompt": negative_prompt,
     }
-    return _assemble(rows, with_input=False, meta=meta)
+    result = _assemble(rows, with_input=False, meta=meta)
+    local = np.array([r.unit is None and r.status == "error" for r in rows], bool)
+    return check_outcome(result, func=func, input_failed=local)
 
 
 generate_images = syncify(agenerate_images)
@@ -1118,7 +1174,7 @@ def _input_label(value: Any, name: str) -> str:
 def _load_inputs(
     value: Any, where: str, profile: ProviderProfile, max_inputs: int | None
 ) -> _Input:
-    if not _is_image_like(value) and not isinstance(value, list | tuple) and _missing(value):
+    if not _is_image_like(value) and not isinstance(value, list | tuple) and is_missing(value):
         return _Input(status="empty", error_type="EmptyInput", error=f"{where}: no input image.")
     values = list(value) if isinstance(value, list | tuple) else [value]
     if not values:
@@ -1207,7 +1263,7 @@ async def aedit_images(
     _check_progress(progress, func)
 
     values, labels = _edit_rows(images)
-    if isinstance(prompt, str) or _missing(prompt):
+    if isinstance(prompt, str) or is_missing(prompt):
         prompt_list = [prompt] * len(values)
     elif isinstance(prompt, pd.Series | Sequence | np.ndarray):
         prompt_list = list(prompt)
@@ -1314,7 +1370,9 @@ async def aedit_images(
         "steps": step_count,
         "negative_prompt": negative_prompt,
     }
-    return _assemble(rows, with_input=True, meta=meta)
+    result = _assemble(rows, with_input=True, meta=meta)
+    local = np.array([r.unit is None and r.status == "error" for r in rows], bool)
+    return check_outcome(result, func=func, input_failed=local)
 
 
 edit_images = syncify(aedit_images)

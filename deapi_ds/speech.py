@@ -25,7 +25,6 @@ import difflib
 import math
 import re
 import unicodedata
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,12 @@ import pyarrow as pa
 from . import _media
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client
-from ._exceptions import CacheError, CacheWarning, InvalidParameterError, ResponseValidationError
+from ._common import is_missing
+from ._exceptions import InvalidParameterError, ResponseValidationError
+from ._pipeline import CACHED, Answer, Progress, Task, as_series, check_outcome, run_task
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
-from ._tasks import as_series, map_batches, resolve_client, syncify
+from ._tasks import resolve_client, syncify
 
 __all__ = [
     "SpeechEstimate",
@@ -320,22 +321,13 @@ def _texts(texts: Any, column: Any, func: str) -> pd.Series:
     """The input texts as a Series (keeping a Series' or DataFrame's index)."""
     series = as_series(texts, column, func=func, what="texts")
     for position, value in enumerate(series.tolist()):
-        if not _missing(value) and not isinstance(value, str):
+        if not is_missing(value) and not isinstance(value, str):
             raise InvalidParameterError(
                 f"Row {series.index[position]!r} of the texts given to {func}() is a "
                 f"{type(value).__name__} ({value!r}), not a str. Convert the column with "
                 ".astype('string') first."
             )
     return series
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 # --------------------------------------------------------------------------- planning
@@ -397,7 +389,7 @@ def _plan(
     parts: dict[str, tuple[str, str]] = {}
     split_cache: dict[str, list[str]] = {}
     for label, value in zip(series.index, series.tolist(), strict=True):
-        text = None if _missing(value) else str(value)
+        text = None if is_missing(value) else str(value)
         if text is not None and text not in split_cache:
             split_cache[text] = split_sentences(text, limit)
         for name in names:
@@ -631,7 +623,7 @@ class SpeechResult(ResultFrame):
                 strict=True,
             )
         ):
-            if audio is None or _missing(audio):
+            if audio is None or is_missing(audio):
                 paths.append(pd.NA)
                 continue
             ext = _EXTENSIONS.get(fmt, fmt)
@@ -816,93 +808,93 @@ async def aspeak(
     )
     store = resolve_cache(cache)
     keys = list(plan.parts)
-    found = (
-        store.lookup(TASK, model, keys, columns=["audio", "duration"])
-        if keys
-        else pa.table({"key": pa.array([], pa.string())})
-    )
     if dry_run:
-        return _estimate(plan, set(found["key"].to_pylist()))
+        have = store.contains(TASK, model, keys) if keys else np.zeros(0, bool)
+        return _estimate(plan, {k for k, h in zip(keys, have, strict=True) if h})
     aclient = resolve_client(client)
-    outcomes: dict[str, tuple[bytes | None, float | None, BaseException | None]] = {}
-    cached: set[str] = set()
-    if found.num_rows:
-        durations = (
-            found["duration"].to_pylist()
-            if "duration" in found.column_names
-            else [None] * found.num_rows
-        )
-        for key, audio, seconds in zip(
-            found["key"].to_pylist(), found["audio"].to_pylist(), durations, strict=True
-        ):
-            if audio:
-                outcomes[key] = (audio, seconds, None)
-                cached.add(key)
-    todo = [k for k in keys if k not in cached]
-
-    from . import display
-
-    bar = display.progress(
-        len(keys),
-        desc=f"speak ({model})",
-        unit="clip",
-        disable=None if progress is None else not progress,
+    task = _SpeechTask(plan, aclient=aclient, model=model)
+    bar = Progress(
+        len(keys), desc=f"speak ({model})", unit="clip", show=progress, engine=aclient.engine
     )
-    bar.set_cached(len(cached))
-    stop_showing_waits = aclient.engine.add_wait_listener(bar.waiting)
+    try:
+        outcome = await run_task(task, store=store, aclient=aclient, progress=bar)
+    finally:
+        bar.close()
+    cached = {keys[i] for i in np.flatnonzero(outcome.status == CACHED)}
+    for uid, exc in outcome.errors.items():
+        task.outcomes[keys[uid]] = (None, None, exc)
+    frame = _frame(plan, task.outcomes, cached)
+    result = SpeechResult(
+        frame,
+        meta={
+            "model": model,
+            "format": plan.fmt,
+            "requests": outcome.requests,
+            "cached": len(cached),
+        },
+    )
+    return check_outcome(result, func="speak")
 
-    async def worker(key: str) -> tuple[bytes, float | None]:
-        part, name = plan.parts[key]
-        result = await aclient.speech(
-            part, model=model, voice=name, response_format=plan.fmt, speed=plan.speed
+
+class _SpeechTask(Task):
+    """Speech on the pipeline: a unit is one distinct (text part, voice); one request each."""
+
+    name = TASK
+    func = "speak"
+    endpoint = "speech"
+    cache_columns = ("audio", "duration")
+    unit_name = "clip"
+
+    def __init__(self, plan: _Plan, *, aclient: AsyncClient, model: str) -> None:
+        self.plan = plan
+        self.aclient = aclient
+        self.model = model
+        self._keys = list(plan.parts)
+        self.outcomes: dict[str, tuple[bytes | None, float | None, BaseException | None]] = {}
+
+    def keys(self) -> list[str]:
+        return self._keys
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        key = self._keys[int(ids[0])]
+        part, name = self.plan.parts[key]
+        result = await self.aclient.speech(
+            part, model=self.model, voice=name, response_format=self.plan.fmt, speed=self.plan.speed
         )
         if not result.audio:
             raise ResponseValidationError(
                 "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
             )
-        return result.audio, _duration(result.audio, plan.fmt)
+        return Answer(ids, [(result.audio, _duration(result.audio, self.plan.fmt))])
 
-    def on_done(
-        key: str, result: tuple[bytes, float | None] | None, error: BaseException | None
-    ) -> None:
-        if error is not None or result is None:
-            outcomes[key] = (None, None, error)
-            bar.update(1, failed=1)
-            return
-        audio, seconds = result
-        outcomes[key] = (audio, seconds, None)
-        _write(
-            store,
-            model,
-            pa.table(
-                {
-                    "key": [key],
-                    "audio": pa.array([audio], pa.binary()),
-                    "duration": pa.array([seconds], pa.float64()),
-                    "characters": pa.array([len(plan.parts[key][0])], pa.int64()),
-                }
-            ),
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        durations = (
+            table["duration"].to_pylist()
+            if "duration" in table.column_names
+            else [None] * table.num_rows
         )
-        bar.update(1)
+        accepted = []
+        for uid, audio, seconds in zip(
+            ids.tolist(), table["audio"].to_pylist(), durations, strict=True
+        ):
+            if audio:
+                self.outcomes[self._keys[uid]] = (audio, seconds, None)
+                accepted.append(uid)
+        return np.asarray(accepted, dtype=np.int64)
 
-    try:
-        await map_batches(todo, worker, on_done=on_done, limit=aclient.engine.max_concurrency)
-    finally:
-        stop_showing_waits()
-        bar.close()
-    frame = _frame(plan, outcomes, cached)
-    return SpeechResult(
-        frame,
-        meta={"model": model, "format": plan.fmt, "requests": len(todo), "cached": len(cached)},
-    )
+    def accept(self, ids: np.ndarray, value: list[tuple[bytes, float | None]]) -> None:
+        for uid, (audio, seconds) in zip(ids.tolist(), value, strict=True):
+            self.outcomes[self._keys[uid]] = (audio, seconds, None)
+
+    def to_cache(self, ids: np.ndarray, value: Any, keys: Sequence[str]) -> pa.Table:
+        return pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "audio": pa.array([a for a, _ in value], pa.binary()),
+                "duration": pa.array([d for _, d in value], pa.float64()),
+                "characters": pa.array([len(self.plan.parts[k][0]) for k in keys], pa.int64()),
+            }
+        )
 
 
 speak = syncify(aspeak)
-
-
-def _write(store: Any, model: str, table: pa.Table) -> None:
-    """Cache one paid-for result; a cache that cannot be written warns instead of losing the run."""
-    try:
-        store.write(TASK, model, table)
-    except CacheError as exc:
-        warnings.warn(f"speak(): a result could not be cached: {exc}", CacheWarning, stacklevel=2)

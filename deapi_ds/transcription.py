@@ -53,6 +53,7 @@ import pyarrow as pa
 from . import _media
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, Transcription
+from ._common import is_missing
 from ._config import get_config
 from ._engine import RetryPolicy
 from ._exceptions import (
@@ -60,9 +61,10 @@ from ._exceptions import (
     InvalidParameterError,
     ResponseValidationError,
 )
+from ._pipeline import FATAL_ERRORS, Answer, Progress, Task, check_outcome, run_task
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame
-from ._tasks import map_batches, resolve_client, syncify
+from ._tasks import resolve_client, syncify
 
 __all__ = [
     "TranscriptionResult",
@@ -232,17 +234,6 @@ def _retryable(exc: BaseException) -> bool:
     return RetryPolicy.is_retryable(exc)
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str | bytes | bytearray | memoryview | os.PathLike):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _as_series(data: Any, column: Any, func: str) -> pd.Series:
     if isinstance(data, pd.DataFrame):
         if column is None:
@@ -287,7 +278,7 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
     items: list[_Item] = []
     seen: Counter[str] = Counter()
     for pos, (label, value) in enumerate(zip(series.index, series.tolist(), strict=True)):
-        if isinstance(value, str | os.PathLike) and not _is_missing(value):
+        if isinstance(value, str | os.PathLike) and not is_missing(value):
             path = os.fspath(value)
             path = path if isinstance(path, str) else path.decode(errors="replace")
             file = path
@@ -297,7 +288,7 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
             item = _Item(pos, file, data=bytes(value), name=file, size=len(value))
         else:
             item = _Item(pos, f"row[{label}]")
-            if _is_missing(value):
+            if is_missing(value):
                 item.status = "skipped"
                 item.error_type = "MissingValue"
                 item.error = f"Row {label!r} has no file (the value is missing)."
@@ -678,6 +669,296 @@ def _resolve_options(
     }
 
 
+class _TranscribeTask(Task):
+    """Transcription on the pipeline: a unit is one distinct file content (rows with the same
+    bytes share it); a batch is one file, probed ahead of the uploads, reduced or split at
+    silences under the upload limit, its chunks sent concurrently (each chunk cached as it
+    returns) and stitched back."""
+
+    name = TASK
+    endpoint = "transcriptions"
+    cache_columns = None  # the whole record (file rows and chunk rows share the namespace)
+    unit_name = "s"
+
+    def __init__(
+        self,
+        groups: list[list[_Item]],
+        *,
+        func: str,
+        aclient: AsyncClient,
+        store: Any,
+        opts: dict[str, Any],
+        params: dict[str, Any],
+    ) -> None:
+        self.groups = groups
+        self.func = func
+        self.aclient = aclient
+        self.store = store
+        self.opts = opts
+        self.model = opts["model"]
+        self.fmt = opts["response_format"]
+        self.params = params
+        self.params_text = json.dumps(params, sort_keys=True)
+        self.chunk_params = {**params, "unit": "chunk"}
+        self.io_limit = anyio.CapacityLimiter(8)
+        self.cpu_limit = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+        self.probe_limit = anyio.CapacityLimiter(2)  # probing runs ahead of the uploads
+        self.sem = anyio.Semaphore(opts["concurrency"])
+        self.concurrency = max(2, 2 * opts["concurrency"])  # files in flight (probed, split)
+        self.probed = [anyio.Event() for _ in groups]
+        self.stats = {"requests": 0, "chunks_cached": 0}
+        words_on = opts["word_timestamps"]
+        self.granularities = (
+            (["word", "segment"] if words_on else None) if self.fmt == "verbose_json" else None
+        )
+        self.bar: _AudioBar | None = None
+
+    def keys(self) -> list[str]:
+        return [g[0].key for g in self.groups]  # type: ignore[misc]
+
+    def weights(self) -> np.ndarray:
+        return np.zeros(len(self.groups))  # audio seconds, reported by _AudioBar as they pass
+
+    # cache --------------------------------------------------------------------------------
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        if "unit" not in table.column_names:
+            return ids[:0]
+        records = _records_from_cache(table)
+        accepted = []
+        for uid in ids.tolist():
+            rec = records.get(self.groups[uid][0].key)  # type: ignore[arg-type]
+            if rec is None:
+                continue
+            for item in self.groups[uid]:
+                item.status, item.record = "cached", rec
+                item.duration, item.chunks = rec["duration"], rec["chunks"]
+            accepted.append(uid)
+        return np.asarray(accepted, dtype=np.int64)
+
+    def accept(self, ids: np.ndarray, value: list[dict[str, Any]]) -> None:
+        for uid, rec in zip(ids.tolist(), value, strict=True):
+            rec["duration"] = self.groups[uid][0].duration
+            for item in self.groups[uid]:
+                item.status, item.record = "ok", rec
+            if self.bar is not None:
+                self.bar.advance(uid, self.bar.remaining(uid))
+
+    def to_cache(self, ids: np.ndarray, value: Any, keys: Sequence[str]) -> pa.Table:
+        rows = [
+            (key, "file", rec, self.groups[uid][0].duration, int(rec.get("chunks") or 1))
+            for uid, key, rec in zip(ids.tolist(), keys, value, strict=True)
+        ]
+        return _cache_table(rows, self.params_text)
+
+    # probing ------------------------------------------------------------------------------
+    def _probe_one(self, group: list[_Item]) -> None:
+        lead = group[0]
+        try:
+            data = _read(lead)
+            info = _media.probe(data, name=lead.name or lead.file)
+        except OSError as exc:
+            for it in group:
+                it.fail_read(exc)
+            return
+        except (_media.MediaError, ValueError) as exc:
+            for it in group:
+                it.fail(exc, error_type="MediaError")
+            return
+        for it in group:
+            it.duration, it.info = info.duration, info
+            if it.data is not None and it.path is None:  # bytes: give the upload an extension
+                ext = _CONTAINER_EXT.get(info.container, info.container)
+                if f".{ext}" in (_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS):
+                    it.name = f"{it.file}.{ext}"
+
+    async def ahead(self, ids: np.ndarray) -> None:
+        """After the cache lookup: count what was cached, then probe the files to send, two
+        at a time, ahead of the uploads."""
+        if self.bar is not None:
+            cached = (
+                it.duration or 0.0 for g in self.groups for it in g[:1] if it.status == "cached"
+            )
+            self.bar.cached(sum(cached))
+
+        async def one(uid: int) -> None:
+            group = self.groups[uid]
+            try:
+                await anyio.to_thread.run_sync(self._probe_one, group, limiter=self.probe_limit)
+            finally:
+                if group[0].duration and self.bar is not None:
+                    self.bar.grow(uid, group[0].duration)
+                self.probed[uid].set()
+
+        async with anyio.create_task_group() as tg:
+            for uid in ids.tolist():
+                tg.start_soon(one, uid)
+
+    # the call -----------------------------------------------------------------------------
+    async def _send(self, chunk: _media.Chunk, stem: str, chunk_fmt: str) -> dict[str, Any]:
+        async with self.sem:
+            self.stats["requests"] += 1
+            tr = await self.aclient.transcribe(
+                chunk.data,
+                filename=chunk.filename(stem),
+                model=self.model,
+                response_format=chunk_fmt,
+                language=self.opts["language"],
+                timestamp_granularities=self.granularities if chunk_fmt == "verbose_json" else None,
+            )
+        return _record_from_response(tr, chunk_fmt)
+
+    async def _chunks(self, lead: _Item) -> list[_media.Chunk] | None:
+        """The file as uploads under the limit (None when it failed: recorded on the items)."""
+        try:
+            data = await anyio.to_thread.run_sync(_read, lead, limiter=self.io_limit)
+        except OSError as exc:  # deleted or made unreadable since it was probed
+            for it in self._group_of(lead):
+                it.fail_read(exc)
+            return None
+        name = lead.name or lead.file
+        try:
+            return await anyio.to_thread.run_sync(
+                functools.partial(
+                    _media.prepare_upload,
+                    data,
+                    name=name,
+                    max_bytes=self.opts["max_bytes"],
+                    info=lead.info,
+                ),
+                limiter=self.cpu_limit,
+            )
+        except _media.MediaError:
+            raise
+        except ValueError as exc:
+            raise _media.MediaError(
+                name,
+                f"cannot be split under the upload limit of "
+                f"{self.opts['max_bytes'] / 2**20:.3g} MB ({exc}); raise max_upload_mb",
+            ) from exc
+
+    def _group_of(self, lead: _Item) -> list[_Item]:
+        return next(g for g in self.groups if g[0] is lead)
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        uid = int(ids[0])
+        group = self.groups[uid]
+        lead = group[0]
+        await self.probed[uid].wait()
+        if lead.status == "error":  # not audio, corrupt, unreadable: recorded by the probe
+            return Answer(ids[:0], [], {uid: _AlreadyFailed()})
+        chunks = await self._chunks(lead)
+        if chunks is None:
+            return Answer(ids[:0], [], {uid: _AlreadyFailed()})
+        name = lead.name or lead.file
+        stem = os.path.splitext(os.path.basename(name))[0] or "audio"
+        for it in group:
+            it.chunks = len(chunks)
+        if len(chunks) == 1:
+            rec = await self._send(chunks[0], stem, self.fmt)
+            rec["chunks"] = 1
+            return Answer(ids, [rec])
+        return Answer(ids, [await self._several(uid, chunks, stem)])
+
+    async def _several(self, uid: int, chunks: list[_media.Chunk], stem: str) -> dict[str, Any]:
+        """A file split at silences: chunks from the cache or sent concurrently, each cached as
+        it returns, then stitched."""
+        # ask for segments (needed to stitch) whenever the model has them
+        chunk_fmt = "verbose_json" if self.opts["model_verbose"] else self.fmt
+        ckeys = [make_key(TASK, self.model, self.chunk_params, c.data) for c in chunks]
+        results: dict[int, dict[str, Any]] = {}
+        try:
+            got = self.store.lookup(TASK, self.model, ckeys)
+            cached = _records_from_cache(got) if got.num_rows and "unit" in got.column_names else {}
+        except (CacheError, OSError):
+            cached = {}
+        for c, ck in zip(chunks, ckeys, strict=True):
+            if ck in cached:
+                results[c.index] = cached[ck]
+                self.stats["chunks_cached"] += 1
+                if self.bar is not None:
+                    self.bar.advance(uid, c.duration)
+        errors: list[tuple[_media.Chunk, BaseException]] = []
+
+        async def one(c: _media.Chunk, ck: str) -> None:
+            try:
+                rec = await self._send(c, stem, chunk_fmt)
+            except Exception as exc:  # noqa: BLE001 - recorded; fatal ones re-raised below
+                errors.append((c, exc))
+                return
+            results[c.index] = rec
+            with anyio.CancelScope(shield=True):
+                await self.writer.write(
+                    _cache_table([(ck, "chunk", rec, c.duration, 1)], self.params_text)
+                )
+            if self.bar is not None:
+                self.bar.advance(uid, c.duration)
+
+        async with anyio.create_task_group() as tg:
+            for c, ck in zip(chunks, ckeys, strict=True):
+                if c.index not in results:
+                    tg.start_soon(one, c, ck)
+        if errors:
+            errors.sort(key=lambda pair: pair[0].index)
+            for _, exc in errors:
+                if isinstance(exc, FATAL_ERRORS):
+                    raise exc
+            c, exc = errors[0]
+            exc.args = (
+                f"chunk {c.index + 1} of {len(chunks)} ({c.start:.1f}-{c.end:.1f} s; "
+                f"{len(errors)} chunk(s) failed, the others are cached): {_message(exc)}",
+            )
+            raise exc
+        rec = _stitch([(c, results[c.index]) for c in chunks])
+        if self.fmt != "verbose_json":
+            # The chunks were asked for segments only to stitch them; give the format that was
+            # asked for, so a split file looks like the files sent whole (text, no segments).
+            rec.update(segments=[], words=[], response_format=self.fmt)
+        rec["chunks"] = len(chunks)
+        return rec
+
+
+class _AlreadyFailed(Exception):
+    """A unit whose items already hold their error (probe or read)."""
+
+
+def _read(item: _Item) -> bytes:
+    if item.data is not None:
+        return item.data
+    assert item.path is not None
+    if os.path.isdir(item.path):
+        raise IsADirectoryError(f"{item.path} is a folder, not a file")
+    with open(item.path, "rb") as fh:
+        return fh.read()
+
+
+async def _hash_all(
+    items: list[_Item], *, model: str, params: dict[str, Any], keep_audio: bool
+) -> dict[str, bytes]:
+    """Read and key every pending item (8 files at a time); returns the audio kept for display."""
+    kept: dict[str, bytes] = {}
+    limit = anyio.CapacityLimiter(8)
+
+    def one(item: _Item) -> None:
+        try:
+            data = _read(item)
+        except OSError as exc:
+            item.fail_read(exc)
+            return
+        item.size = len(data)
+        if not data:
+            item.fail(f"{item.file}: the file is empty (0 bytes).", error_type="MediaError")
+            return
+        item.key = make_key(TASK, model, params, data)
+        if keep_audio and item.path is not None and len(data) <= KEEP_AUDIO_MAX_BYTES:
+            kept[item.file] = data
+
+    async with anyio.create_task_group() as tg:
+        for item in items:
+            if item.status == "pending":
+                tg.start_soon(functools.partial(anyio.to_thread.run_sync, one, item, limiter=limit))
+    return kept
+
+
 async def _run(
     items: list[_Item],
     index: pd.Index,
@@ -702,368 +983,76 @@ async def _run(
         func=func,
     )  # fmt: skip
     model, fmt, words_on = opts["model"], opts["response_format"], opts["word_timestamps"]
-    settings = opts["settings"]
-    store = resolve_cache(cache, settings=settings)
+    store = resolve_cache(cache, settings=opts["settings"])
     params = {"language": opts["language"], "response_format": fmt, "word_timestamps": words_on}
-    params_text = json.dumps(params, sort_keys=True)
-    chunk_params = {**params, "unit": "chunk"}
-    io_limit = anyio.CapacityLimiter(8)
-    cpu_limit = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
-    probe_limit = anyio.CapacityLimiter(2)  # probing runs ahead of, not instead of, the uploads
-    kept: dict[str, bytes] = {}
-
-    # 1. read + hash -----------------------------------------------------------------------
-    def read(item: _Item) -> bytes:
-        if item.data is not None:
-            return item.data
-        assert item.path is not None
-        if os.path.isdir(item.path):
-            raise IsADirectoryError(f"{item.path} is a folder, not a file")
-        with open(item.path, "rb") as fh:
-            return fh.read()
-
-    def hash_one(item: _Item) -> None:
-        try:
-            data = read(item)
-        except OSError as exc:
-            item.fail_read(exc)
-            return
-        item.size = len(data)
-        if not data:
-            item.fail(f"{item.file}: the file is empty (0 bytes).", error_type="MediaError")
-            return
-        item.key = make_key(TASK, model, params, data)
-        if keep_audio and item.path is not None and len(data) <= KEEP_AUDIO_MAX_BYTES:
-            kept[item.file] = data
-
-    pending = [it for it in items if it.status == "pending"]
-
-    async def hash_async(item: _Item) -> None:
-        await anyio.to_thread.run_sync(hash_one, item, limiter=io_limit)
-
-    async with anyio.create_task_group() as tg:
-        for item in pending:
-            tg.start_soon(hash_async, item)
-
-    # 2. cache lookup ------------------------------------------------------------------------
-    keyed = [it for it in items if it.status == "pending" and it.key]
-    unique_keys = list(dict.fromkeys(it.key for it in keyed))
-    found: dict[str, dict[str, Any]] = {}
-    if unique_keys:
-        try:
-            table = store.lookup(TASK, model, unique_keys)
-        except CacheError as exc:
-            warnings.warn(
-                f"deapi_ds: the cache could not be read ({exc}); transcribing everything.",
-                stacklevel=3,
-            )
-            table = pa.table({"key": pa.array([], pa.string())})
-        if table.num_rows and "unit" in table.column_names:
-            found = {k: r for k, r in _records_from_cache(table).items()}
-    for item in keyed:
-        rec = found.get(item.key)  # type: ignore[arg-type]
-        if rec is not None:
-            item.status, item.record = "cached", rec
-            item.duration, item.chunks = rec["duration"], rec["chunks"]
-
-    # 3. probe what must be sent -------------------------------------------------------------
+    kept = await _hash_all(items, model=model, params=params, keep_audio=keep_audio)
     groups: dict[str, list[_Item]] = {}
-    for item in keyed:
-        if item.status == "pending":
-            groups.setdefault(item.key, []).append(item)  # type: ignore[arg-type]
-
-    def probe_one(group: list[_Item]) -> None:
-        lead = group[0]
-        try:
-            data = read(lead)
-            info = _media.probe(data, name=lead.name or lead.file)
-        except OSError as exc:
-            for it in group:
-                it.fail_read(exc)
-            return
-        except (_media.MediaError, ValueError) as exc:
-            for it in group:
-                it.fail(exc, error_type="MediaError")
-            return
-        for it in group:
-            it.duration, it.info = info.duration, info
-            if it.data is not None and it.path is None:  # bytes: give the upload an extension
-                ext = _CONTAINER_EXT.get(info.container, info.container)
-                if f".{ext}" in (_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS):
-                    it.name = f"{it.file}.{ext}"
-
-    work = list(groups.values())
-
-    # 4. send (files are probed ahead of the senders, so uploads start at once) --------------
-    from .display import progress as make_progress
-
-    show = settings.progress if progress is None else bool(progress)
-    cached_seconds = round(sum(it.duration or 0.0 for it in items if it.status == "cached"), 1)
-    bar = _AudioBar(
-        make_progress(cached_seconds, desc=f"transcribe {model}", unit="s", disable=not show),
-        cached_seconds,
+    for item in items:
+        if item.status == "pending" and item.key:
+            groups.setdefault(item.key, []).append(item)
+    task = _TranscribeTask(
+        list(groups.values()), func=func, aclient=aclient, store=store, opts=opts, params=params
     )
-    probed = {g[0].key: anyio.Event() for g in work}
-
-    async def probe_all() -> None:
-        async def probe_async(group: list[_Item]) -> None:
-            try:
-                await anyio.to_thread.run_sync(probe_one, group, limiter=probe_limit)
-            finally:
-                if group[0].duration:
-                    bar.grow(group[0].key, group[0].duration)  # type: ignore[arg-type]
-                probed[group[0].key].set()
-
-        async with anyio.create_task_group() as probe_tg:
-            for group in work:
-                probe_tg.start_soon(probe_async, group)
-
-    stats = {"requests": 0, "chunks_cached": 0}
-    sem = anyio.Semaphore(opts["concurrency"])
-    granularities = (["word", "segment"] if words_on else None) if fmt == "verbose_json" else None
-
-    advance = bar.advance
-
-    # Group commit: each finished file (or chunk) is written before write() returns, but the
-    # rows that finish while a write is in progress go out together in the next file, so a
-    # fast run does not leave one parquet file per clip.
-    pending_rows: list[tuple[str, str, dict[str, Any], float | None, int]] = []
-    write_lock = anyio.Lock()
-
-    def write_now(rows: list[tuple[str, str, dict[str, Any], float | None, int]]) -> None:
-        try:
-            store.write(TASK, model, _cache_table(rows, params_text))
-        except ValueError:
-            if len(rows) == 1:
-                raise
-            for row in rows:  # keep the others when one row cannot be stored
-                try:
-                    store.write(TASK, model, _cache_table([row], params_text))
-                except ValueError as exc:
-                    warnings.warn(
-                        f"deapi_ds: a transcription could not be cached ({exc}); it will be "
-                        "sent again next time.",
-                        stacklevel=2,
-                    )
-
-    async def write(rows: list[tuple[str, str, dict[str, Any], float | None, int]]) -> None:
-        pending_rows.extend(rows)
-        async with write_lock:
-            if not pending_rows:
-                return  # written by the previous holder of the lock
-            batch = pending_rows[:]
-            pending_rows.clear()
-            try:
-                await anyio.to_thread.run_sync(write_now, batch, limiter=io_limit)
-            except (CacheError, OSError, ValueError) as exc:
-                warnings.warn(
-                    f"deapi_ds: {len(batch)} transcription(s) could not be cached ({exc}); they "
-                    "will be sent again next time.",
-                    stacklevel=2,
-                )
-
-    async def send(chunk: _media.Chunk, stem: str, chunk_fmt: str) -> dict[str, Any]:
-        async with sem:
-            stats["requests"] += 1
-            tr = await aclient.transcribe(
-                chunk.data,
-                filename=chunk.filename(stem),
-                model=model,
-                response_format=chunk_fmt,
-                language=opts["language"],
-                timestamp_granularities=granularities if chunk_fmt == "verbose_json" else None,
-            )
-        return _record_from_response(tr, chunk_fmt)
-
-    async def worker(group: list[_Item]) -> dict[str, Any] | None:
-        lead = group[0]
-        key = lead.key
-        assert key is not None
-        await probed[key].wait()
-        if lead.status == "error":  # not audio, corrupt, unreadable: recorded by the probe
-            return None
-        try:
-            data = await anyio.to_thread.run_sync(read, lead, limiter=io_limit)
-        except OSError as exc:  # deleted or made unreadable since it was probed
-            for it in group:
-                it.fail_read(exc)
-            return None
-        name = lead.name or lead.file
-        try:
-            chunks = await anyio.to_thread.run_sync(
-                functools.partial(
-                    _media.prepare_upload,
-                    data,
-                    name=name,
-                    max_bytes=opts["max_bytes"],
-                    info=lead.info,
-                ),
-                limiter=cpu_limit,
-            )
-        except _media.MediaError:
-            raise
-        except ValueError as exc:
-            raise _media.MediaError(
-                name,
-                f"cannot be split under the upload limit of {opts['max_bytes'] / 2**20:.3g} MB "
-                f"({exc}); raise max_upload_mb",
-            ) from exc
-        del data
-        stem = os.path.splitext(os.path.basename(name))[0] or "audio"
-        for it in group:
-            it.chunks = len(chunks)
-        if len(chunks) == 1:
-            rec = await send(chunks[0], stem, fmt)
-            rec["chunks"] = 1
-            return rec
-        # several chunks: ask for segments (needed to stitch) whenever the model has them
-        chunk_fmt = "verbose_json" if opts["model_verbose"] else fmt
-        ckeys = [make_key(TASK, model, chunk_params, c.data) for c in chunks]
-        results: dict[int, dict[str, Any]] = {}
-        try:
-            got = store.lookup(TASK, model, ckeys)
-            cached = _records_from_cache(got) if got.num_rows and "unit" in got.column_names else {}
-        except CacheError:
-            cached = {}
-        for c, ck in zip(chunks, ckeys, strict=True):
-            if ck in cached:
-                results[c.index] = cached[ck]
-                stats["chunks_cached"] += 1
-                advance(key, c.duration)
-        errors: list[tuple[_media.Chunk, BaseException]] = []
-
-        async def one(c: _media.Chunk, ck: str) -> None:
-            try:
-                rec = await send(c, stem, chunk_fmt)
-            except Exception as exc:  # noqa: BLE001 - recorded; fatal ones re-raised below
-                errors.append((c, exc))
-                return
-            results[c.index] = rec
-            with anyio.CancelScope(shield=True):
-                await write([(ck, "chunk", rec, c.duration, 1)])
-            advance(key, c.duration)
-
-        async with anyio.create_task_group() as tg:
-            for c, ck in zip(chunks, ckeys, strict=True):
-                if c.index not in results:
-                    tg.start_soon(one, c, ck)
-        if errors:
-            from ._tasks import FATAL_ERRORS
-
-            errors.sort(key=lambda pair: pair[0].index)
-            for _, exc in errors:
-                if isinstance(exc, FATAL_ERRORS):
-                    raise exc
-            c, exc = errors[0]
-            exc.args = (
-                f"chunk {c.index + 1} of {len(chunks)} ({c.start:.1f}-{c.end:.1f} s; "
-                f"{len(errors)} chunk(s) failed, the others are cached): {_message(exc)}",
-            )
-            raise exc
-        rec = _stitch([(c, results[c.index]) for c in chunks])
-        if fmt != "verbose_json":
-            # The chunks were asked for segments only to stitch them; give the format that was
-            # asked for, so a split file looks like the files sent whole (text, no segments).
-            rec.update(segments=[], words=[], response_format=fmt)
-        rec["chunks"] = len(chunks)
-        return rec
-
-    async def on_done(
-        group: list[_Item], rec: dict[str, Any] | None, error: BaseException | None
-    ) -> None:
-        lead = group[0]
-        key = lead.key
-        assert key is not None
-        remaining = bar.remaining(key)
-        if error is not None:
-            for it in group:
-                it.fail(
-                    error, error_type="MediaError" if isinstance(error, _media.MediaError) else None
-                )
-            advance(key, remaining, failed=len(group))
-            return
-        if rec is None:
-            advance(key, 0.0, failed=len(group))
-            return
-        rec["duration"] = lead.duration
-        for it in group:
-            it.status, it.record = "ok", rec
-        await write([(key, "file", rec, lead.duration, int(rec.get("chunks") or 1))])
-        advance(key, remaining)
-
-    stop_showing_waits = aclient.engine.add_wait_listener(bar.bar.waiting)
-    failure: list[BaseException] = []
-
-    async def send_all(tg: Any) -> None:
-        try:
-            await map_batches(work, worker, on_done=on_done, limit=max(2, 2 * opts["concurrency"]))
-        except Exception as exc:  # a fatal error: stop probing too, raise it unwrapped
-            failure.append(exc)
-            tg.cancel_scope.cancel()
-
+    show = opts["settings"].progress if progress is None else bool(progress)
+    bar = Progress(0, desc=f"transcribe {model}", unit="s", show=show, engine=aclient.engine)
+    task.bar = _AudioBar(bar)
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(probe_all)
-            await send_all(tg)
+        outcome = await run_task(task, store=store, aclient=aclient, progress=bar)
     finally:
-        stop_showing_waits()
-        bar.bar.close()
-    if failure:
-        raise failure[0]
-
+        bar.close(complete=False)
+    sent_failed: set[int] = set()
+    for uid, exc in outcome.errors.items():
+        if isinstance(exc, _AlreadyFailed):
+            continue
+        sent_failed.update(it.pos for it in task.groups[uid])
+        for it in task.groups[uid]:
+            it.fail(exc, error_type="MediaError" if isinstance(exc, _media.MediaError) else None)
+        if task.bar is not None:
+            task.bar.advance(uid, task.bar.remaining(uid), failed=len(task.groups[uid]))
     meta.update(
         model=model,
         response_format=fmt,
         word_timestamps=words_on,
         language=opts["language"],
         max_upload_bytes=opts["max_bytes"],
-        requests=stats["requests"],
-        chunks_cached=stats["chunks_cached"],
+        requests=task.stats["requests"],
+        chunks_cached=task.stats["chunks_cached"],
         cache=getattr(store, "location", None),
     )
-    return _assemble(items, index, model=model, meta=meta, kept=kept)
+    result = _assemble(items, index, model=model, meta=meta, kept=kept)
+    local = np.array([it.status == "error" and it.pos not in sent_failed for it in items], bool)
+    return check_outcome(result, func=func, frame=result.files, input_failed=local)
 
 
 class _AudioBar:
-    """Audio seconds on a progress bar: each file counts at most its duration.
+    """Audio seconds on the pipeline's progress bar: each file counts at most its duration.
 
     Chunks overlap, so their durations add up to more than the file's; rounding adds up too.
-    Both would push the bar past its total (tqdm then warns "clamping frac to range [0, 1]"), so
-    the seconds shown are capped per file and the total never drops below what is shown.
+    Both would push the bar past its total, so the seconds shown are capped per file.
     """
 
-    def __init__(self, bar: Any, cached: float) -> None:
-        self.bar = bar
-        self.limit: dict[str, float] = {}
-        self.counted: dict[str, float] = {}
-        self.total = cached  # exact sums; ``shown_*`` mirror what the bar holds
-        self.done = cached
-        self.shown_total = cached
-        self.shown_n = 0.0
-        if cached:
-            bar.set_cached(cached)  # n == total: 0.0 + cached
-            self.shown_n += cached
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.limit: dict[int, float] = {}
+        self.counted: dict[int, float] = {}
 
-    def grow(self, key: str, seconds: float) -> None:
-        self.limit[key] = seconds
-        self.total += seconds
-        self.shown_total = max(round(self.total, 3), self.shown_n)
-        self.bar.total = self.shown_total
+    def cached(self, seconds: float) -> None:
+        seconds = round(seconds, 1)
+        if seconds:
+            self.progress.grow(seconds)
+            self.progress.cached(seconds)
 
-    def remaining(self, key: str) -> float:
-        return max(0.0, self.limit.get(key, 0.0) - self.counted.get(key, 0.0))
+    def grow(self, uid: int, seconds: float) -> None:
+        self.limit[uid] = seconds
+        self.progress.grow(seconds)
 
-    def advance(self, key: str, seconds: float, failed: int = 0) -> None:
-        seconds = min(max(seconds, 0.0), self.remaining(key))
-        self.counted[key] = self.counted.get(key, 0.0) + seconds
-        self.done += seconds
-        step = max(0.0, round(self.done, 3) - self.shown_n)
-        new_n = self.shown_n + step  # the same float sum tqdm does
-        if new_n > self.shown_total:
-            self.shown_total = new_n
-            self.bar.total = new_n
-        self.bar.update(step, failed=failed)
-        self.shown_n = new_n
+    def remaining(self, uid: int) -> float:
+        return max(0.0, self.limit.get(uid, 0.0) - self.counted.get(uid, 0.0))
+
+    def advance(self, uid: int, seconds: float, failed: int = 0) -> None:
+        seconds = min(max(seconds, 0.0), self.remaining(uid))
+        self.counted[uid] = self.counted.get(uid, 0.0) + seconds
+        self.progress.advance(seconds, failed=failed)
 
 
 def _assemble(

@@ -31,27 +31,36 @@ import math
 import re
 import time
 import unicodedata
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ._cache import USE_DEFAULT, NullCache, make_key, resolve_cache
 from ._client import AsyncClient, Client, Video
+from ._common import is_missing
 from ._exceptions import (
-    CacheError,
-    CacheWarning,
     InvalidParameterError,
     JobFailedError,
     NotFoundError,
     ResponseValidationError,
 )
+from ._pipeline import (
+    FATAL_ERRORS,
+    Answer,
+    CacheWriter,
+    Progress,
+    Task,
+    as_series,
+    map_batches,
+    run_task,
+)
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
-from ._tasks import FATAL_ERRORS, as_series, map_batches, resolve_client, syncify
+from ._tasks import resolve_client, syncify
 
 __all__ = ["VideoJob", "VideoJobs", "agenerate_video", "generate_video"]
 
@@ -122,17 +131,6 @@ def _poll_after(video: Video) -> float:
         return 0.0
 
 
-def _write(store: Any, model: str, table: pa.Table) -> None:
-    try:
-        store.write(TASK, model, table)
-    except CacheError as exc:
-        warnings.warn(
-            f"generate_video(): could not record a job in the cache: {exc}",
-            CacheWarning,
-            stacklevel=2,
-        )
-
-
 # --------------------------------------------------------------------------- the job
 
 
@@ -188,6 +186,8 @@ class VideoJob:
         self._client = client
         self._key = key
         self._store = cache if cache is not None else NullCache()
+        #: the run's cache writer (one failure policy); None outside a generate_video call
+        self._writer: CacheWriter | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -372,9 +372,8 @@ class VideoJob:
                 )
             self.video = data
             if self._key is not None and self.model:
-                _write(
-                    self._store,
-                    self.model,
+                writer = self._writer or CacheWriter(self._store, TASK, self.model, "download")
+                await writer.write(
                     pa.table(
                         {
                             "key": [self._key],
@@ -382,7 +381,7 @@ class VideoJob:
                             "state": ["completed"],
                             "video": pa.array([data], pa.binary()),
                         }
-                    ),
+                    )
                 )
         if path is None:
             return self.video
@@ -728,6 +727,134 @@ async def _run_jobs(
         bar.close()
 
 
+class _VideoTask(Task):
+    """Video jobs on the pipeline: a unit is one distinct prompt's job. The cache lookup
+    restores recorded job ids and videos; the call creates the job unless a usable one is
+    recorded (its id written to the cache at once), then polls and downloads. Each job keeps
+    its own outcome (VideoJob), so nothing is re-asked by the pipeline."""
+
+    name = TASK
+    func = "generate_video"
+    endpoint = "videos"
+    cache_columns = tuple(_CACHE_COLUMNS)
+    unit_name = "%"
+
+    def __init__(
+        self,
+        jobs: list[VideoJob],
+        *,
+        aclient: AsyncClient,
+        model: str,
+        size: str | None,
+        seconds: str | None,
+        wait: bool,
+        options: dict[str, Any],
+    ) -> None:
+        self.jobs = jobs
+        self.aclient = aclient
+        self.model = model
+        self.size = size
+        self.seconds = seconds
+        self.wait = wait
+        self.options = options
+        self.bar: Progress | None = None
+        self._shown: dict[int, int] = {}
+
+    def keys(self) -> list[str]:
+        return [job._key for job in self.jobs]  # type: ignore[misc]
+
+    async def ahead(self, ids: np.ndarray) -> None:
+        for job in self.jobs:
+            job._writer = self.writer  # downloads are persisted with the run's policy
+
+    def weights(self) -> np.ndarray:
+        return np.zeros(len(self.jobs))  # jobs report their own progress (report below)
+
+    def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
+        for uid, record in zip(ids.tolist(), table.to_pylist(), strict=True):
+            job = self.jobs[uid]
+            job.id = record.get("video_id")
+            job.resumed = job.id is not None
+            if record.get("video"):
+                job.video = record["video"]
+                job.status, job.progress, job.cached = "completed", 100, True
+            elif job.id is not None:
+                job.status = "queued"
+        return ids[:0]  # every job still goes through call(): resumed, or shown as done
+
+    def report(self, job: VideoJob) -> None:
+        now = 100 if job.done else int(job.progress or 0)
+        before = self._shown.get(id(job), 0)
+        if now > before and self.bar is not None:
+            self.bar.advance(now - before, failed=(now - before) if job.status == "error" else 0)
+            self._shown[id(job)] = now
+
+    async def call(self, ids: np.ndarray) -> Answer:
+        job = self.jobs[int(ids[0])]
+        try:
+            await self._before(job)
+        except FATAL_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - becomes this job's error
+            job._record_exception(exc, "Creating the video job")
+        self.report(job)
+        if self.options["timeout"] != 0 and job.status != "error":
+            try:
+                await job._run(
+                    poll=self.options["poll"],
+                    max_poll=self.options["max_poll"],
+                    backoff=self.options["backoff"],
+                    timeout=self.options["timeout"],
+                    download=self.options["download"],
+                    on_progress=self.report,
+                    first_delay=self.options["first_delay"],
+                )
+            except FATAL_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                job._record_exception(exc, "The job")
+        self.report(job)
+        return Answer(ids, [job])
+
+    async def _before(self, job: VideoJob) -> None:
+        """Create the job unless a usable one is recorded."""
+        if job.cached:
+            return
+        if job.id is not None:
+            try:
+                await job.arefresh()
+            except NotFoundError:
+                job.status = "expired"  # unknown to the server: make a new one
+            except FATAL_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the recorded id; a rerun resumes
+                job._record_exception(exc, "Checking the recorded job")
+                return
+            if job.status == "completed" and job.expires_at and job.expires_at < time.time():
+                job.status = "expired"  # done long ago and never downloaded: gone
+            if job.status not in ("error", "expired"):
+                return  # completed or still running: resume it
+            job.id = None  # failed, expired or unknown: pay for a new one
+        video = await self.aclient.videos_create(
+            job.prompt or "", model=self.model, size=self.size, seconds=self.seconds
+        )
+        job.resumed = False
+        job.status, job.server_status, job.progress = "queued", None, 0
+        job.error_type = job.error = None
+        job._apply(video)
+        job.polls = 0
+        # recorded before anything else happens: a crash from here on loses nothing
+        await self.writer.write(
+            pa.table({"key": [job._key], "video_id": [job.id], "state": [video.status]})
+        )
+
+    def accept(self, ids: np.ndarray, value: Any) -> None:
+        pass  # the jobs hold their outcome
+
+    def to_cache(self, ids: np.ndarray, value: Any, keys: Sequence[str]) -> None:
+        return None  # ids are written at creation, videos when downloaded (VideoJob)
+
+
 # --------------------------------------------------------------------------- generate_video
 
 
@@ -739,21 +866,12 @@ def _prompts(prompt: Any, column: Any) -> tuple[pd.Series, bool]:
         prompt, column, func="generate_video", what="prompts", default_column="prompt"
     )
     for label, value in zip(series.index, series.tolist(), strict=True):
-        if not _missing(value) and not isinstance(value, str):
+        if not is_missing(value) and not isinstance(value, str):
             raise InvalidParameterError(
                 f"Prompt {label!r} given to generate_video() is a {type(value).__name__} "
                 f"({value!r}), not a str."
             )
     return series, False
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _check_video_params(
@@ -850,8 +968,8 @@ async def agenerate_video(
     by_key: dict[str, VideoJob] = {}
     jobs: list[VideoJob] = []
     for value in series.tolist():
-        if _missing(value) or not str(value).strip():
-            empty = VideoJob(prompt=None if _missing(value) else value, model=model)
+        if is_missing(value) or not str(value).strip():
+            empty = VideoJob(prompt=None if is_missing(value) else value, model=model)
             empty.status = "empty"
             jobs.append(empty)
             continue
@@ -868,75 +986,30 @@ async def agenerate_video(
             )
         jobs.append(by_key[key])
 
-    keys = list(by_key)
-    if keys:
-        found = store.lookup(TASK, model, keys, columns=_CACHE_COLUMNS)
-        for record in found.to_pylist():
-            job = by_key[record["key"]]
-            job.id = record.get("video_id")
-            job.resumed = job.id is not None
-            if record.get("video"):
-                job.video = record["video"]
-                job.status, job.progress, job.cached = "completed", 100, True
-            elif job.id is not None:
-                job.status = "queued"
-
-    async def create(job: VideoJob) -> None:
-        video = await aclient.videos_create(
-            job.prompt or "", model=model, size=size_text, seconds=seconds_text
-        )
-        job.resumed = False
-        job.status, job.server_status, job.progress = "queued", None, 0
-        job.error_type = job.error = None
-        job._apply(video)
-        job.polls = 0
-        # recorded before anything else happens: a crash from here on loses nothing
-        _write(
-            store,
-            model,
-            pa.table({"key": [job._key], "video_id": [job.id], "state": [video.status]}),
-        )
-
-    async def before(job: VideoJob) -> bool:
-        """Create the job unless a usable one is recorded; True when it was created now."""
-        if job.cached:
-            return False
-        if job.id is not None:
-            try:
-                await job.arefresh()
-            except NotFoundError:
-                job.status = "expired"  # unknown to the server: make a new one
-            except FATAL_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep the recorded id; a rerun resumes
-                job._record_exception(exc, "Checking the recorded job")
-                return False
-            if job.status == "completed" and job.expires_at and job.expires_at < time.time():
-                job.status = "expired"  # done long ago and never downloaded: gone
-            if job.status not in ("error", "expired"):
-                return False  # completed or still running: resume it
-            job.id = None  # failed, expired or unknown: pay for a new one
-        try:
-            await create(job)
-        except FATAL_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001 - becomes this job's error
-            job._record_exception(exc, "Creating the video job")
-            return False
-        return True
-
     distinct = list(by_key.values())
-    await _run_jobs(
+    task = _VideoTask(
         distinct,
-        poll=poll,
-        max_poll=max_poll,
-        backoff=backoff,
-        timeout=timeout if wait else 0,
-        download=download and wait,
-        progress=progress,
-        first_delay=poll,
-        before=before,
+        aclient=aclient,
+        model=model,
+        size=size_text,
+        seconds=seconds_text,
+        wait=wait,
+        options={
+            "poll": poll,
+            "max_poll": max_poll,
+            "backoff": backoff,
+            "timeout": timeout if wait else 0,
+            "download": download and wait,
+            "first_delay": poll,
+        },
     )
+    active = [job for job in distinct if job.status != "empty"]
+    bar = Progress(100 * len(active), desc="videos", unit="%", show=progress, engine=aclient.engine)
+    task.bar = bar
+    try:
+        await run_task(task, store=store, aclient=aclient, progress=bar)
+    finally:
+        bar.close()
     if folder is not None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         for job in distinct:

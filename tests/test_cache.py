@@ -828,7 +828,9 @@ def test_default_cache_is_scoped_per_server(tmp_path, monkeypatch):
     )
     assert cache_mod.location() == str(root)
     assert cache_mod.info().empty  # the deAPI cache does not show the emulator's rows
-    res = deapi_ds.embed(texts)
+    with pytest.raises(deapi_ds.BatchError) as info:  # every row failed the same way
+        deapi_ds.embed(texts)
+    res = info.value.partial
     assert len(sent) == 1 and res.status.tolist() == ["error", "error"]  # not served fakes
     assert cache_mod.clear() == 0
     assert ResultCache(emulator_cache).contains(EMB, BGE, make_keys(EMB, BGE, {}, texts)).all()

@@ -36,23 +36,31 @@ def test_shuffled_index_realigned(emulator):
     np.testing.assert_allclose(res.matrix, embed_texts(data), rtol=1e-6)
 
 
-def test_short_response_retried_once_then_error(emulator):
+def test_short_response_keeps_valid_items_and_reasks_only_the_missing(emulator):
     data = texts(10)
     emulator.configure("embeddings", script=["short"])
     res = deapi_ds.embed(data, cache=None)
     assert (res.status == "ok").all()
-    assert emulator.stats("embeddings")["requests"] == 2
+    stats = emulator.stats("embeddings")
+    assert stats["requests"] == 2 and stats["inputs"] == 11  # only the missing one again
+    np.testing.assert_allclose(res.matrix, embed_texts(data), rtol=1e-6)
     emulator.reset_stats()
-    emulator.configure("embeddings", script=[], drop_items=1)
-    res = deapi_ds.embed(data, cache=None)
-    assert (res.status == "error").all()
-    assert res.frame["error_type"].eq("ResponseValidationError").all()
-    assert np.isnan(res.matrix).all()
+    emulator.configure("embeddings", script=[], drop_items=1)  # every answer one short
+    with deapi_ds.config_context(max_retries=2):
+        res = deapi_ds.embed(data, cache=None)
+    assert list(res.status) == ["ok"] * 9 + ["error"]
+    assert res.frame["error_type"].iloc[-1] == "ResponseValidationError"
+    assert np.isnan(res.matrix[-1]).all()
+    np.testing.assert_allclose(res.matrix[:9], embed_texts(data[:9]), rtol=1e-6)
+    assert emulator.stats("embeddings")["requests"] == 3  # the batch, then 2 re-asks of one
 
 
 def test_wrong_dimension_is_an_error_not_a_shift(emulator):
     emulator.configure("embeddings", wrong_dimension=512)
-    res = deapi_ds.embed(texts(4), cache=None)
+    with pytest.raises(deapi_ds.BatchError) as info:  # every row failed the same way: loud
+        deapi_ds.embed(texts(4), cache=None)
+    res = info.value.partial
+    assert isinstance(info.value.error, deapi_ds.ResponseValidationError)
     assert (res.status == "error").all()
     assert "dimensions" in res.frame["error"].iloc[0]
 

@@ -107,9 +107,12 @@ def test_key_appears_nowhere(live_like, caplog):
         client.embeddings(["boom"])
     texts += exception_texts(server_error.value)
     emu.configure("embeddings", script=[500, 500])
-    failed = deapi_ds.embed(["boom"], cache=False)  # a per-row error, not an exception
+    with pytest.raises(deapi_ds.BatchError) as batch_error:  # every row failed: raised
+        deapi_ds.embed(["boom"], cache=False)
+    failed = batch_error.value.partial
     assert failed.frame["status"].tolist() == ["error"]
     texts.append(bundle_text(failed) + failed.frame.to_string())
+    texts += exception_texts(batch_error.value)
     strict = Emulator(api_key="dpn-sk-1|theonlyacceptedkey")
     with strict.serve() as other:
         with deapi_ds.config_context(base_url=other.base_url):
