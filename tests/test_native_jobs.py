@@ -287,3 +287,15 @@ def test_fatal_errors_stop_the_run():
         w.run([JobItem(i, ocr_request(render_text_image("x"))) for i in range(3)], runner)
     with pytest.raises(deapi_ds.InvalidParameterError, match="max_poll"):
         JobRunner(NativeBackend(client), poll=5, max_poll=1)
+
+
+def test_a_killed_run_loses_no_job():
+    w = World(job_seconds=(2.0, 8.0))
+    items = [JobItem(i, transcription_request(source_url=PODCAST)) for i in range(10)]
+    assert w.run(items, kill_at=5.0) == []  # the kernel died 5 s in
+    ids = dict(w.accepted)
+    assert len(ids) == 10  # every accepted job was recorded before any waiting
+    runner = w.make_runner(NativeBackend(w.make_client(w.settings)))
+    resumed = w.run([JobItem(i, items[i].request, job_id=ids[i]) for i in range(10)], runner)
+    assert all(o.ok and o.submits == 0 for o in resumed)
+    assert w.emu.native.submitted() == 10 and w.emu.stats("v2.audio.transcriptions")["jobs"] == 10
