@@ -38,6 +38,7 @@ from ._exceptions import (
     ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
 )
 from ._native import AsyncNativeClient, JobStatus, NativeRequest
@@ -267,8 +268,8 @@ class JobRunner:
                     job_id = None
                     continue
                 return outcome
-        except FATAL_ERRORS:
-            raise
+        except (*FATAL_ERRORS, QuotaExceededError):
+            raise  # no other job can succeed, or the day's budget is spent: stop the run
         except RateLimitError as exc:
             if exc.retry_after is not None and exc.retry_after > _LONG_WAIT:
                 raise  # a daily limit: every other job would hit it too

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ._config import KEY_PREFIX, Settings, check_overrides, get_config, is_deapi_host
 from ._engine import Engine, RetryPolicy, run_sync
-from ._exceptions import InvalidParameterError, RateLimitError, ResponseValidationError
+from ._exceptions import InvalidParameterError, QuotaExceededError, ResponseValidationError
 from ._profiles import ProviderProfile, get_profile
 from ._transport import HTTPResult, Transport
 
@@ -400,8 +400,9 @@ def _parse_model(item: Mapping[str, Any]) -> NativeModel:
 class DailyQuota:
     """Requests per UTC day, per endpoint (deAPI's Basic "RPD" limits; reset at 00:00 UTC).
 
-    :meth:`take` counts one request, or raises :class:`RateLimitError` (``retry_after``: the
-    seconds to midnight UTC) once the day's budget is used, without sending anything.
+    :meth:`take` counts one request, or raises :class:`QuotaExceededError` (``retry_after``:
+    the seconds to midnight UTC; ``resets_at``) once the day's budget is used, without sending
+    anything.
     """
 
     def __init__(
@@ -437,9 +438,11 @@ class DailyQuota:
                     now.date() + _dt.timedelta(days=1), _dt.time(), tzinfo=_dt.UTC
                 )
                 wait = (midnight - now).total_seconds()
-                raise RateLimitError(
+                raise QuotaExceededError(
                     f"The daily limit of {int(limit)} requests to {endpoint} is used up; it "
                     f"resets at 00:00 UTC (in {wait / 3600:.1f} h).",
+                    limit=int(limit),
+                    resets_at=midnight,
                     status_code=429,
                     endpoint=endpoint,
                     retry_after=wait,

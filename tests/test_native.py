@@ -13,6 +13,7 @@ from PIL import Image
 import deapi_ds
 from deapi_ds import _native
 from deapi_ds._config import get_config
+from deapi_ds._exceptions import QuotaExceededError
 from deapi_ds._native import (
     AsyncNativeClient,
     DailyQuota,
@@ -151,9 +152,10 @@ def test_daily_quota_counts_per_utc_day():
     quota.take("v2.jobs")
     for _ in range(5):
         quota.take("v2.models")  # no daily limit
-    with pytest.raises(deapi_ds.RateLimitError, match="daily limit of 2") as info:
+    with pytest.raises(QuotaExceededError, match="daily limit of 2") as info:
         quota.take("v2.jobs")
-    assert info.value.retry_after == pytest.approx(3600)
+    assert info.value.retry_after == pytest.approx(3600) and info.value.limit == 2
+    assert isinstance(info.value, deapi_ds.RateLimitError) and not info.value.retryable
     now[0] += dt.timedelta(hours=1, seconds=1)  # past midnight UTC
     quota.take("v2.jobs")
     assert quota.remaining("v2.jobs") == 1
