@@ -34,6 +34,7 @@ from ._exceptions import (
     ServerError,
     UnprocessableEntityError,
 )
+from ._transcription_estimate import aestimate_transcribe, estimate_transcribe
 from ._version import __version__
 from .account import abalance, aquote, balance, quote
 from .embeddings import (
@@ -99,6 +100,7 @@ __all__ = [
     "aedit_images",
     "aembed",
     "aestimate",
+    "aestimate_transcribe",
     "agenerate_images",
     "agenerate_video",
     "amodels",
@@ -114,6 +116,7 @@ __all__ = [
     "emulated",
     "estimate",
     "estimate_speech",
+    "estimate_transcribe",
     "generate_images",
     "generate_video",
     "get_config",

@@ -741,3 +741,30 @@ def finish(result: Any, items: list[Any]) -> None:
 def _native_record(item: Any) -> bool:
     rec = item.record or {}
     return "job_id" in rec
+
+
+# --- estimates and quotes -----------------------------------------------------------------------
+
+#: USD per TikTok video by length band (seconds, price), deapi-reference.md §5.
+TIKTOK_BANDS = ((60, 0.015), (120, 0.0225), (180, 0.030), (300, 0.045), (600, 0.0825))
+TIKTOK_MAX = 0.105
+METADATA_FEE = 0.005
+TS_FACTOR = 1.5
+
+
+def row_estimate(
+    *, kind: str, platform: str | None, seconds: float | None, per_hour: float | None,
+    factor: float, metadata: bool,
+) -> float | None:  # fmt: skip
+    """Reference price of one row in USD (None when its duration is unknown)."""
+    fee = METADATA_FEE if (metadata and kind == "link") else 0.0
+    if seconds is None:
+        return None
+    if platform == "tiktok":
+        for limit, price in TIKTOK_BANDS:
+            if seconds <= limit:
+                return price + fee
+        return TIKTOK_MAX + fee
+    if per_hour is None:
+        return None
+    return seconds / 3600.0 * per_hour * factor + fee

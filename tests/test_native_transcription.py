@@ -149,3 +149,23 @@ def test_quality_flags_and_link_normalisation():
         "https://youtube.com/watch?v=abc"
     )
     assert nt.is_link("https://kick.com/a/videos/b") and not nt.is_link("/tmp/a.mp3")
+
+
+def test_estimate_counts_audio_hours_factor_and_unknown_links(emu, talk):
+    plain = deapi_ds.estimate_transcribe([talk, PODCAST])
+    diar = deapi_ds.estimate_transcribe([talk, PODCAST], diarize=True, include_metadata=True)
+    assert (
+        plain["seconds"].iloc[0] == pytest.approx(diar["seconds"].iloc[0])
+        and plain["seconds"].iloc[0] > 5
+    )
+    assert diar["estimate_usd"].iloc[0] == pytest.approx(plain["estimate_usd"].iloc[0] * 1.5)
+    assert plain["estimate_usd"].iloc[0] == pytest.approx(plain["seconds"].iloc[0] / 3600 * 0.05)
+    assert pd.isna(diar["estimate_usd"].iloc[1]) and diar.attrs["unknown"] == 1  # a link: unknown
+    assert diar.attrs["hours"] == pytest.approx(diar["seconds"].iloc[0] / 3600)
+    assert emu.stats("v2.price")["requests"] == 0  # estimates send nothing
+    quoted = deapi_ds.estimate_transcribe(
+        [PODCAST], diarize=True, include_metadata=True, quote=True
+    )
+    assert quoted["quote_usd"].iloc[0] > 0.005 and emu.stats("v2.price")["requests"] == 1
+    hour = deapi_ds.estimate_transcribe([PODCAST], duration_seconds=3600)
+    assert hour["estimate_usd"].iloc[0] == pytest.approx(0.05)

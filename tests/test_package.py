@@ -101,7 +101,14 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
 
 
 def test_native_layer_public_helpers_and_imports():
-    for name in ("abalance", "aquote", "balance", "quote"):
+    for name in (
+        "abalance",
+        "aestimate_transcribe",
+        "aquote",
+        "balance",
+        "estimate_transcribe",
+        "quote",
+    ):
         assert name in deapi_ds.__all__
     assert deapi_ds.balance.__doc__ and deapi_ds.quote.__doc__
     # the native client and the job layer stay below pandas; only _transport imports httpx
