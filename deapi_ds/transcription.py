@@ -1393,7 +1393,9 @@ class TranscriptionResult(ResultFrame):
     - ``words``: file, segment, word, start, end (a missing timestamp stays <NA>).
 
     Helpers: :meth:`to_srt`, :meth:`to_vtt`, :meth:`export_subtitles`, :meth:`speaking_stats`,
-    :meth:`search_text`, :meth:`semantic_search`, :meth:`play`, :meth:`view_segments`.
+    :meth:`search_text`, :meth:`semantic_search`, :meth:`play`, :meth:`view_segments`; with
+    ``diarize=True``: :attr:`speakers`, :meth:`turn_taking`, :meth:`talk_time_chart`,
+    :meth:`speaker_timeline`; quality: the segments' ``flag`` column and :meth:`flagged`.
     """
 
     def __init__(
