@@ -34,7 +34,6 @@ def world() -> World:
     w.emu.native.set_daily_limit("v2.jobs", 200)
     profile = deapi_ds._profiles.DEAPI
     w.client.engine._rpm = lambda ep: profile.rpm_for(ep, "basic") if ep == "v2.jobs" else None
-    w.client.daily._limit_for = lambda ep: 200 if ep == "v2.jobs" else None
     return w
 
 

@@ -11,6 +11,7 @@ from ._cache import ResultCache
 from ._catalog import amodels, models, use_emulator
 from ._client import AsyncClient, Client
 from ._config import Settings, config_context, get_config, reset_config, set_config
+from ._estimate import Estimate
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -29,36 +30,59 @@ from ._exceptions import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     ResponseValidationError,
     ServerError,
     UnprocessableEntityError,
 )
-from ._transcription_estimate import aestimate_transcribe, estimate_transcribe
+from ._quota import QuotaStatus, quota_status
 from ._version import __version__
 from .account import abalance, aquote, balance, quote
 from .embeddings import (
     EmbeddingResult,
     EmbeddingTransformer,
-    Estimate,
     aembed,
     aestimate,
+    aestimate_embed,
     embed,
     estimate,
+    estimate_embed,
 )
-from .images import ImageResult, aedit_images, agenerate_images, edit_images, generate_images
+from .images import (
+    ImageResult,
+    aedit_images,
+    aestimate_edit_images,
+    aestimate_generate_images,
+    agenerate_images,
+    edit_images,
+    estimate_edit_images,
+    estimate_generate_images,
+    generate_images,
+)
 from .plotting import image_grid
 from .search import SearchIndex, search, top_k
-from .speech import SpeechResult, aspeak, estimate_speech, speak, voices
+from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
 from .testing import emulated
 from .transcription import (
     TranscriptionResult,
+    aestimate_transcribe,
+    aestimate_transcribe_folder,
     atranscribe,
     atranscribe_folder,
+    estimate_transcribe,
+    estimate_transcribe_folder,
     transcribe,
     transcribe_folder,
 )
-from .video import VideoJob, VideoJobs, agenerate_video, generate_video
+from .video import (
+    VideoJob,
+    VideoJobs,
+    aestimate_generate_video,
+    agenerate_video,
+    estimate_generate_video,
+    generate_video,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -84,6 +108,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
+    "QuotaStatus",
     "RateLimitError",
     "ResponseValidationError",
     "ResultCache",
@@ -100,7 +126,12 @@ __all__ = [
     "aedit_images",
     "aembed",
     "aestimate",
+    "aestimate_edit_images",
+    "aestimate_embed",
+    "aestimate_generate_images",
+    "aestimate_generate_video",
     "aestimate_transcribe",
+    "aestimate_transcribe_folder",
     "agenerate_images",
     "agenerate_video",
     "amodels",
@@ -115,13 +146,20 @@ __all__ = [
     "embed",
     "emulated",
     "estimate",
+    "estimate_edit_images",
+    "estimate_embed",
+    "estimate_generate_images",
+    "estimate_generate_video",
+    "estimate_speak",
     "estimate_speech",
     "estimate_transcribe",
+    "estimate_transcribe_folder",
     "generate_images",
     "generate_video",
     "get_config",
     "image_grid",
     "models",
+    "quota_status",
     "quote",
     "reset_config",
     "search",

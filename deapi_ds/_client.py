@@ -27,6 +27,7 @@ from ._config import Settings, check_overrides, get_config
 from ._engine import Engine, RetryPolicy, run_sync
 from ._exceptions import InvalidParameterError, ResponseValidationError
 from ._profiles import ProviderProfile, get_profile
+from ._quota import QuotaGuard
 from ._transport import HTTPResult, Transport
 
 __all__ = [
@@ -377,6 +378,7 @@ class AsyncClient:
             max_concurrency=settings.max_concurrency,
             rpm=lambda ep: settings.rpm_for(ep) or self.profile.rpm_for(ep, tier),
             retry=RetryPolicy(settings.max_retries, max_retry_wait=settings.max_retry_wait),
+            quota=QuotaGuard(settings, self.profile),
         )
 
     def __repr__(self) -> str:

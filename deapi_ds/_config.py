@@ -24,8 +24,10 @@ Environment variables (the README has the same table)::
     DEAPI_DS_MAX_RETRY_WAIT      300 seconds: the longest Retry-After we honour
     DEAPI_DS_PROGRESS            1 (0 hides progress bars)
     DEAPI_DS_PROFILE             auto (deapi | openai-compatible)
-    DEAPI_DS_MAX_UPLOAD_MB       80 (transcription upload limit; deAPI's later docs say 20)
-    DEAPI_DS_SPEECH_FORMATS      mp3,wav,flac,opus (deAPI's later docs say mp3 only)
+    DEAPI_DS_LIMITS              today (deAPI's docs of 2026-08-19) | seed (the seed document)
+    DEAPI_DS_MAX_UPLOAD_MB       from the limits: 20 audio / 50 video (today), 80 (seed)
+    DEAPI_DS_SPEECH_FORMATS      from the limits: mp3 (today), mp3,wav,flac,opus (seed): the
+                                 formats the server returns itself; others are converted locally
     DEAPI_DS_ALLOW_INSECURE_HTTP 0 (1 allows sending the key over plain http to a non-loopback host)
 """
 
@@ -104,13 +106,26 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "DEAPI_DS_MAX_RETRY_WAIT": (
         "300",
-        "Longest `Retry-After` (seconds) honoured; a longer one raises `RateLimitError`.",
+        "Longest `Retry-After` (seconds) honoured; a longer one raises `QuotaExceededError` "
+        "(a `RateLimitError`).",
     ),
     "DEAPI_DS_PROGRESS": ("1", "`0` hides progress bars."),
     "DEAPI_DS_PROFILE": ("auto", "Provider profile: `deapi` or `openai-compatible` (auto: deapi)."),
+    "DEAPI_DS_LIMITS": (
+        "today",
+        "Which deAPI to assume: `today` (its docs of 2026-08-19: 20 MB audio / 50 MB video "
+        "uploads, 75 MB requests, mp3-only speech, Basic daily quotas) or `seed` (the seed "
+        "page: 80 MB uploads, mp3/wav/flac/opus speech, no daily quotas).",
+    ),
     "DEAPI_DS_MAX_UPLOAD_MB": (
-        "80",
-        "Transcription upload limit in MB (the seed says 80; later deAPI docs say 20).",
+        "from the limits",
+        "Transcription upload limit per file in MB (today: 20 audio, 50 video; seed: 80). "
+        "Larger files are reduced to audio or split at silences.",
+    ),
+    "DEAPI_DS_SPEECH_FORMATS": (
+        "from the limits",
+        "Speech formats the server returns itself, e.g. `mp3` (today) or `mp3,wav,flac,opus` "
+        "(seed); other formats are requested as mp3 and converted locally.",
     ),
     "DEAPI_DS_ALLOW_INSECURE_HTTP": (
         "0",
@@ -195,6 +210,7 @@ class Settings:
     profile: str = "auto"
     max_upload_mb: float | None = None
     speech_formats: tuple[str, ...] | None = None
+    limits: str = "today"
     allow_insecure_http: bool = False
     transport: Any = None
     user_agent_extra: str | None = None
@@ -210,6 +226,11 @@ class Settings:
             )
         if self.max_retries < 0:
             raise InvalidParameterError(f"max_retries must be >= 0. Got {self.max_retries!r}.")
+        if self.limits not in ("today", "seed"):
+            raise InvalidParameterError(
+                f"limits must be 'today' (deAPI as documented on 2026-08-19) or 'seed' (the "
+                f"seed document's 80 MB uploads and wav/flac/opus speech). Got {self.limits!r}."
+            )
         if self.tier is not None and self.tier not in ("basic", "premium", "unlimited"):
             raise InvalidParameterError(
                 f"tier must be 'basic', 'premium' or 'unlimited'. Got {self.tier!r}."
@@ -367,6 +388,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         values["progress"] = _bool(env["DEAPI_DS_PROGRESS"], "DEAPI_DS_PROGRESS")
     if env.get("DEAPI_DS_SPEECH_FORMATS"):
         values["speech_formats"] = _formats(env["DEAPI_DS_SPEECH_FORMATS"])
+    if env.get("DEAPI_DS_LIMITS"):
+        values["limits"] = env["DEAPI_DS_LIMITS"].strip().lower()
     if env.get("DEAPI_DS_PROFILE"):
         values["profile"] = env["DEAPI_DS_PROFILE"].strip()
     if env.get("DEAPI_DS_ALLOW_INSECURE_HTTP"):

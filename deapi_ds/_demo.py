@@ -590,7 +590,7 @@ class _Demo:
         corpus, self.queries = self.load_corpus()
         source = "data/corpus.csv" if self.data is not None else "a generated corpus"
         print(f"      {len(corpus):,} documents from {source}")
-        estimate = deapi_ds.estimate(corpus, "text")
+        estimate = deapi_ds.estimate_embed(corpus, "text")
         print(f"      estimate: {estimate}")
         res = deapi_ds.embed(corpus, "text")
         failed = int(res.status.eq("error").sum())

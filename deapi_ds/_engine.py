@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import datetime as _dt
 import logging
 import queue
 import random
@@ -34,6 +35,7 @@ import tenacity
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
+    QuotaExceededError,
     RateLimitError,
 )
 
@@ -263,8 +265,11 @@ class Engine:
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
+        quota: Any = None,
     ) -> None:
         self.max_concurrency = max_concurrency
+        #: daily quotas (a ``_quota.QuotaGuard``: ``check``, ``record``, ``server_spent``) or None
+        self.quota = quota
         self._rpm = rpm
         self.retry = retry or RetryPolicy()
         self._clock = clock
@@ -366,12 +371,19 @@ class Engine:
         )
         async for attempt in retrying:
             with attempt:
+                if self.quota is not None:
+                    self.quota.check(endpoint)  # spent today: fail before waiting for a slot
                 async with self._capacity():
                     await limiter.acquire()
+                    if self.quota is not None:
+                        self.quota.record(endpoint)  # counts the attempt, or raises if spent
                     self.attempts[endpoint] += 1
                     try:
                         result = await fn()
                     except APIStatusError as exc:
+                        quota_error = self._daily_quota_error(endpoint, exc)
+                        if quota_error is not None:  # no waiting, no retry: the day is over
+                            raise quota_error from exc
                         if isinstance(exc, RateLimitError) and exc.retry_after:
                             limiter.block_for(exc.retry_after)
                         headers = getattr(exc, "headers", None)
@@ -393,6 +405,56 @@ class Engine:
                     if headers:
                         limiter.update_from_headers(headers)
         return result
+
+    def _daily_quota_error(self, endpoint: str, exc: APIStatusError) -> QuotaExceededError | None:
+        """A QuotaExceededError when a 429 means the day's quota is spent, else None.
+
+        That is: a 429 asking to wait longer than ``max_retry_wait``, or one saying no request
+        is left (``X-RateLimit-Remaining: 0``) with a reset (``X-RateLimit-Reset``, epoch or
+        seconds) beyond ``max_retry_wait``, or naming a daily bucket
+        (``X-RateLimit-Type``/``-Source``, or the message).
+        """
+        if not isinstance(exc, RateLimitError) or isinstance(exc, QuotaExceededError):
+            return None
+        cap = self.retry.max_retry_wait
+        headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
+        wait: float | None = None
+        if exc.retry_after is not None and exc.retry_after > cap:
+            wait = exc.retry_after
+        remaining = _int_header(headers, "x-ratelimit-remaining")
+        reset = _int_header(headers, "x-ratelimit-reset")
+        if wait is None and remaining == 0 and reset is not None:
+            now = time.time()
+            seconds = reset - now if reset > 1_000_000_000 else float(reset)
+            if seconds > cap:
+                wait = seconds
+        bucket = f"{headers.get('x-ratelimit-type', '')} {headers.get('x-ratelimit-source', '')}"
+        daily = any(w in f"{bucket} {exc.message}".lower() for w in ("daily", "per day", "rpd"))
+        if wait is None and not daily:
+            return None
+        if self.quota is not None:
+            error = self.quota.server_spent(endpoint, exc, wait)
+        else:
+            error = QuotaExceededError(
+                endpoint,
+                resets_at=(
+                    _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=wait)
+                    if wait is not None
+                    else None
+                ),
+                message=exc.message,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
+                retry_after=exc.retry_after,
+            )
+        if exc.retry_after is not None and exc.retry_after > cap:
+            error.hint = (
+                f"The server asked to wait {exc.retry_after:.0f} s, more than "
+                f"max_retry_wait={cap:.0f} s, so deapi_ds stops here instead of waiting "
+                "(set_config(max_retry_wait=...) to wait that long)."
+            )
+            error.args = (error._format(),)
+        return error
 
     @staticmethod
     def _log_retry(endpoint: str) -> Callable[[tenacity.RetryCallState], None]:

@@ -17,7 +17,7 @@
     │   ├── UnprocessableEntityError       422
     │   ├── ModelNotFoundError             404 or 422 about the model (subclass of both above)
     │   ├── RateLimitError                 429 (``retry_after`` in seconds, when the server said)
-    │   │   └── QuotaExceededError         the daily quota is spent (``resets_at``); not retried
+    │   │   └── QuotaExceededError         today's daily quota of an endpoint is spent (not retried)
     │   └── ServerError                    5xx
     ├── ResponseValidationError            a 2xx answer that breaks the contract (count, index, dimension)
     ├── JobFailedError                     an asynchronous job (video) ended in failure
@@ -32,6 +32,7 @@ contains the API key: messages are built from the server's text, which we redact
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from typing import Any
 
@@ -231,23 +232,83 @@ class RateLimitError(APIStatusError):
     retryable = True
 
 
-class QuotaExceededError(RateLimitError):
-    """The daily request quota of an endpoint is spent (counted here, or said by the server).
+def next_utc_midnight(now: _dt.datetime | None = None) -> _dt.datetime:
+    """The next 00:00 UTC after ``now`` (deAPI resets its daily counters then)."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=_dt.UTC)
+    day = now.astimezone(_dt.UTC).date() + _dt.timedelta(days=1)
+    return _dt.datetime.combine(day, _dt.time(0, 0), tzinfo=_dt.UTC)
 
-    Not retried: the run stops cleanly, finished rows are cached and unsent rows get status
-    ``quota``. ``endpoint``, ``limit`` and ``resets_at`` (UTC) say which quota and when it
-    resets.
+
+class QuotaExceededError(RateLimitError):
+    """Today's daily request quota of an endpoint is spent; retrying before ``resets_at`` is useless.
+
+    Raised before a request is sent when the local ledger (shared by every process using the
+    same cache folder) says the quota is spent, and when the server says so (a 429 whose wait
+    is longer than ``max_retry_wait``, or a daily-limit answer). Attributes: ``endpoint`` (the
+    quota endpoint, e.g. ``"embeddings"``), ``limit`` (requests per day, None when unknown),
+    ``resets_at`` (an aware UTC datetime), ``tier``, and the HTTP fields of
+    :class:`APIStatusError` when the server answered.
     """
 
     __module__ = "deapi_ds"
     retryable = False
 
     def __init__(
-        self, message: str, *, limit: int | None = None, resets_at: Any = None, **kwargs: Any
+        self,
+        endpoint: str,
+        *,
+        limit: int | None = None,
+        resets_at: _dt.datetime | None = None,
+        tier: str | None = None,
+        used: int | None = None,
+        message: str | None = None,
+        **status: Any,
     ) -> None:
         self.limit = limit
-        self.resets_at = resets_at
-        super().__init__(message, **kwargs)
+        self.resets_at = resets_at or next_utc_midnight()
+        self.tier = tier
+        self.used = used
+        self.quota_endpoint = endpoint
+        status.setdefault("status_code", 429)
+        super().__init__(message or "Too Many Attempts.", **status)
+        self.endpoint = endpoint
+
+    def _format(self) -> str:
+        endpoint = getattr(self, "quota_endpoint", None) or self.endpoint
+        limit = getattr(self, "limit", None)
+        resets_at = getattr(self, "resets_at", None) or next_utc_midnight()
+        tier = getattr(self, "tier", None)
+        what = f"{limit:,} requests per day" if limit is not None else "its daily requests"
+        who = f" on the {tier.capitalize()} tier" if tier else ""
+        left = resets_at - _dt.datetime.now(_dt.UTC)
+        hours, minutes = divmod(max(0, int(left.total_seconds())) // 60, 60)
+        text = (
+            f"The daily quota of {endpoint!r} ({what}{who}) is spent. It resets at "
+            f"{resets_at.strftime('%Y-%m-%d %H:%M')} UTC (in {hours} h {minutes:02d} min). "
+            "Finished results are cached: run the same call again after the reset to do the "
+            "rest. Premium accounts (after any top-up) have no daily limit: "
+            "set_config(tier='premium') if yours is one."
+        )
+        if self.status_code and self.message and self.message != "Too Many Attempts.":
+            text += f" The server said: {self.message}"
+        if self.request_id:
+            text += f" [request id: {self.request_id}]"
+        if self.hint:
+            text += f"\n{self.hint}"
+        return text
+
+    def __reduce__(self) -> Any:
+        state = dict(self.__dict__)
+        return (_rebuild_quota_error, (state,))
+
+
+def _rebuild_quota_error(state: dict[str, Any]) -> QuotaExceededError:
+    exc = QuotaExceededError.__new__(QuotaExceededError)
+    exc.__dict__.update(state)
+    exc.args = (exc._format(),)
+    return exc
 
 
 class ServerError(APIStatusError):

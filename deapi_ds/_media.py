@@ -52,6 +52,7 @@ __all__ = [
     "Chunk",
     "clip_audio",
     "concat_audio",
+    "convert_audio",
     "MediaError",
     "MediaInfo",
     "extract_audio",
@@ -550,6 +551,66 @@ def concat_audio(parts: Sequence[bytes], fmt: str, *, name: str | None = None) -
     return _encode(np.concatenate(pcm, axis=1), rate, fmt, None)
 
 
+#: Raw formats :func:`convert_audio` writes besides the encoders': OpenAI's ``pcm`` (24 kHz
+#: signed 16-bit little-endian mono, no header) and ``aac`` (ADTS frames).
+_PCM_RATE = 24_000
+
+
+def convert_audio(data: bytes, src_fmt: str, dst_fmt: str, *, bitrate: int | None = None) -> bytes:
+    """Re-encode a clip from ``src_fmt`` to ``dst_fmt`` (mp3, wav, flac, opus, m4a, aac, pcm).
+
+    The audio keeps its samples: it is decoded once at its own sample rate (or the nearest
+    rate ``dst_fmt`` supports) and channels, and encoded once, so the result lasts as long as
+    the source (to the sample for wav, flac and pcm; Opus durations are counted from the
+    decoded samples by :func:`probe`). Used to give speech in formats a server does not return
+    itself (deAPI's gateway today answers mp3 only). ``src_fmt == dst_fmt`` returns ``data``.
+
+    >>> import io, numpy as np, soundfile as sf
+    >>> buf = io.BytesIO()
+    >>> sf.write(buf, np.zeros(24_000, dtype="float32"), 24_000, format="WAV")
+    >>> flac = convert_audio(buf.getvalue(), "wav", "flac")
+    >>> probe(flac, name="x.flac").duration
+    1.0
+    """
+    src = str(src_fmt).lower().lstrip(".")
+    dst = str(dst_fmt).lower().lstrip(".")
+    if src == dst:
+        return bytes(data)
+    label = f"speech.{'ogg' if src == 'opus' else src}"
+    if dst == "pcm":
+        pcm, _ = _decode(data, label, rate=_PCM_RATE, mono=True)
+        return (np.clip(pcm[0], -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    key = "m4a" if dst == "aac" else _check_fmt(dst)
+    with _open(data, label) as container:
+        stream = _audio_stream(container, label)
+        source_rate = int(stream.codec_context.sample_rate or 48_000)
+        channels = stream.codec_context.layout.nb_channels or 1
+    rate = _output_rate(key, source_rate, None)
+    pcm, rate = _decode(data, label, rate=rate, mono=channels == 1)
+    if dst == "aac":
+        return _encode_adts(pcm, rate, bitrate)
+    return _encode(pcm, rate, key, bitrate)
+
+
+def _encode_adts(pcm: np.ndarray, rate: int, bitrate: int | None) -> bytes:
+    """AAC in ADTS frames (what OpenAI's ``aac`` speech format is)."""
+    buf = io.BytesIO()
+    layout = "mono" if pcm.shape[0] == 1 else "stereo"
+    with av.open(buf, "w", format="adts") as out:
+        stream = out.add_stream(_encoder_name("m4a"), rate=rate)
+        stream.layout = layout
+        stream.bit_rate = int(bitrate or _DEFAULT_BITRATE["m4a"] * pcm.shape[0])
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm), format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = 0
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
 def clip_audio(
     data: MediaInput,
     spans: Sequence[tuple[float, float]],
@@ -803,6 +864,7 @@ def prepare_upload(
     bitrate: int = 64_000,
     sample_rate: int = _ANALYSIS_RATE,
     info: MediaInfo | None = None,
+    max_video_bytes: int | None = None,
 ) -> list[Chunk]:
     """Turn one file into the chunk(s) to upload for transcription.
 
@@ -815,6 +877,9 @@ def prepare_upload(
        (mono, ``sample_rate``, ``bitrate``), when that is smaller.
     3. Whatever is still over ``max_bytes`` is split with :func:`split_audio`, from the
        original file, so timestamps stay exact.
+
+    ``max_bytes`` is the limit for audio; ``max_video_bytes`` (default: ``max_bytes``) the
+    limit for a video sent as it is (deAPI today: 20 MB audio, 50 MB video).
 
     Returns chunks in order; ``Chunk.filename(stem)`` gives an upload name. Raises
     :class:`MediaError` for files that are not usable audio. Pass ``info`` (what :func:`probe`
@@ -842,7 +907,12 @@ def prepare_upload(
         if convert or len(audio) < len(current):
             current, current_fmt = audio, key
 
-    if len(current) <= max_bytes:
+    limit = max_bytes
+    if current is original and info.has_video and max_video_bytes is not None:
+        if not isinstance(max_video_bytes, int) or max_video_bytes <= 0:
+            raise ValueError(f"max_video_bytes must be a positive int; got {max_video_bytes!r}.")
+        limit = max_video_bytes
+    if len(current) <= limit:
         return [Chunk(current, 0.0, duration, 0, current_fmt)]
     return split_audio(
         original,

@@ -8,7 +8,8 @@ It sits beside the OpenAI-compatible :mod:`deapi_ds._client` on the same transpo
 - the native error shape ``{"message", "errors"}`` maps onto the same exception tree;
 - per-endpoint limits from :mod:`deapi_ds._profiles` (Basic: job status 50/min and 200/day,
   price quotes 50/min and 200/day, transcriptions 1/min and 10/day, OCR 5/min and 50/day, …),
-  per minute in the engine's limiter and per UTC day in :class:`DailyQuota`.
+  per minute in the engine's limiter and per UTC day on the shared quota ledger
+  (:mod:`deapi_ds._quota`; native endpoints count in the same buckets as the gateway's).
 
 Requests are built without I/O (:func:`transcription_request`, :func:`ocr_request`,
 :func:`background_removal_request`, :func:`upscale_request`) and sent with
@@ -25,7 +26,6 @@ Requests are built without I/O (:func:`transcription_request`, :func:`ocr_reques
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import mimetypes
 import threading
@@ -33,17 +33,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._config import KEY_PREFIX, Settings, check_overrides, get_config, is_deapi_host
+from ._config import KEY_PREFIX, Settings, check_overrides, get_config
 from ._engine import Engine, RetryPolicy, run_sync
-from ._exceptions import InvalidParameterError, QuotaExceededError, ResponseValidationError
+from ._exceptions import InvalidParameterError, ResponseValidationError
 from ._profiles import ProviderProfile, get_profile
+from ._quota import QuotaGuard
 from ._transport import HTTPResult, Transport
 
 __all__ = [
     "JOB_STATES",
     "PLATFORMS",
     "AsyncNativeClient",
-    "DailyQuota",
     "JobStatus",
     "NativeClient",
     "NativeModel",
@@ -397,61 +397,6 @@ def _parse_model(item: Mapping[str, Any]) -> NativeModel:
 # --------------------------------------------------------------------------- limits, transport
 
 
-class DailyQuota:
-    """Requests per UTC day, per endpoint (deAPI's Basic "RPD" limits; reset at 00:00 UTC).
-
-    :meth:`take` counts one request, or raises :class:`QuotaExceededError` (``retry_after``:
-    the seconds to midnight UTC; ``resets_at``) once the day's budget is used, without sending
-    anything.
-    """
-
-    def __init__(
-        self,
-        limit_for: Callable[[str], float | None],
-        *,
-        now: Callable[[], _dt.datetime] | None = None,
-    ) -> None:
-        self._limit_for = limit_for
-        self._now = now or (lambda: _dt.datetime.now(_dt.UTC))
-        self._used: dict[tuple[str, _dt.date], int] = {}
-        self._lock = threading.Lock()
-
-    def used(self, endpoint: str) -> int:
-        """Requests counted today for ``endpoint``."""
-        return self._used.get((endpoint, self._now().date()), 0)
-
-    def remaining(self, endpoint: str) -> float | None:
-        """Requests left today (None: no daily limit)."""
-        limit = self._limit_for(endpoint)
-        return None if limit is None else max(0.0, limit - self.used(endpoint))
-
-    def take(self, endpoint: str) -> None:
-        limit = self._limit_for(endpoint)
-        if limit is None:
-            return
-        now = self._now()
-        with self._lock:
-            key = (endpoint, now.date())
-            used = self._used.get(key, 0)
-            if used >= limit:
-                midnight = _dt.datetime.combine(
-                    now.date() + _dt.timedelta(days=1), _dt.time(), tzinfo=_dt.UTC
-                )
-                wait = (midnight - now).total_seconds()
-                raise QuotaExceededError(
-                    f"The daily limit of {int(limit)} requests to {endpoint} is used up; it "
-                    f"resets at 00:00 UTC (in {wait / 3600:.1f} h).",
-                    limit=int(limit),
-                    resets_at=midnight,
-                    status_code=429,
-                    endpoint=endpoint,
-                    retry_after=wait,
-                    hint="Rerun after the reset (finished jobs are cached), or set_config("
-                    "tier='premium') if your account has no daily limits.",
-                )
-            self._used[key] = used + 1
-
-
 class NativeTransport(Transport):
     """The gateway's transport, pointed at the native base URL with the key in raw form.
 
@@ -498,16 +443,16 @@ class AsyncNativeClient:
         self.settings = settings
         self.profile: ProviderProfile = get_profile(settings)
         self._transport = NativeTransport(settings)
-        tier = settings.tier or (
-            "basic" if is_deapi_host(settings.native_base_url) else "unlimited"
-        )
-        self.tier = tier
+        # tier and daily-quota scope follow the native host (deAPI: the account's one ledger,
+        # shared with the gateway's requests)
+        native = dataclasses.replace(settings, base_url=settings.native_base_url)
+        tier = self.tier = native.effective_tier
         self.engine = engine or Engine(
             max_concurrency=settings.max_concurrency,
             rpm=lambda ep: settings.rpm_for(ep) or self.profile.rpm_for(ep, tier),
             retry=RetryPolicy(settings.max_retries, max_retry_wait=settings.max_retry_wait),
+            quota=QuotaGuard(native, self.profile),
         )
-        self.daily = DailyQuota(lambda ep: self.profile.rpd_for(ep, tier))
 
     def __repr__(self) -> str:
         return f"deapi_ds.{type(self).__name__}(base_url={self.base_url!r})"
@@ -527,7 +472,6 @@ class AsyncNativeClient:
 
     async def _call(self, endpoint: str, method: str, path: str, **kwargs: Any) -> HTTPResult:
         async def attempt() -> HTTPResult:
-            self.daily.take(endpoint)
             return await self._transport.request(method, path, endpoint=endpoint, **kwargs)
 
         return await self.engine.call(endpoint, attempt)

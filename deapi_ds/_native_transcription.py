@@ -52,6 +52,8 @@ __all__ = [
     "is_link",
     "normalize_link",
     "quality_flags",
+    "estimate_native",
+    "merge_estimate",
     "run_native",
     "speakers_table",
     "turn_taking",
@@ -273,18 +275,7 @@ class NativeTranscribeTask(Task):
         return np.asarray(accepted, dtype=np.int64)
 
     def _request(self, lead: Any, data: bytes | None, filename: str | None) -> Any:
-        o = self.opts
-        common = {
-            "model": o["native_model"],
-            "timestamps": o["timestamps"],
-            "diarize": o["diarize"],
-            "language": o["language"],
-        }
-        if data is None:
-            return transcription_request(
-                source_url=lead.url, include_metadata=o["include_metadata"], **common
-            )
-        return transcription_request(source_file=data, filename=filename or "audio", **common)
+        return _native_request(self.opts, lead, data, filename)
 
     async def _job(self, key: str, request: Any, job_id: str | None) -> Any:
         async def record_id(_: Any, new_id: str) -> None:
@@ -371,6 +362,21 @@ class NativeTranscribeTask(Task):
                 }
             )
         return _table(rows)
+
+
+def _native_request(o: dict[str, Any], lead: Any, data: bytes | None, filename: str | None) -> Any:
+    """The job request for one row: its link, or ``data`` (the file or one chunk of it)."""
+    common = {
+        "model": o["native_model"],
+        "timestamps": o["timestamps"],
+        "diarize": o["diarize"],
+        "language": o["language"],
+    }
+    if data is None:
+        return transcription_request(
+            source_url=lead.url, include_metadata=o["include_metadata"], **common
+        )
+    return transcription_request(source_file=data, filename=filename or "audio", **common)
 
 
 def _read_item(item: Any) -> bytes:
@@ -749,22 +755,86 @@ def _native_record(item: Any) -> bool:
 TIKTOK_BANDS = ((60, 0.015), (120, 0.0225), (180, 0.030), (300, 0.045), (600, 0.0825))
 TIKTOK_MAX = 0.105
 METADATA_FEE = 0.005
-TS_FACTOR = 1.5
 
 
-def row_estimate(
-    *, kind: str, platform: str | None, seconds: float | None, per_hour: float | None,
-    factor: float, metadata: bool,
-) -> float | None:  # fmt: skip
-    """Reference price of one row in USD (None when its duration is unknown)."""
-    fee = METADATA_FEE if (metadata and kind == "link") else 0.0
-    if seconds is None:
+def _row_cost(profile: Any, model: str, opts: dict[str, Any], item: Any) -> float | None:
+    """Reference price of one native row in USD (None when its duration is unknown)."""
+    link = item.url is not None
+    fee = METADATA_FEE if (link and opts["include_metadata"]) else 0.0
+    if item.duration is None:
         return None
-    if platform == "tiktok":
-        for limit, price in TIKTOK_BANDS:
-            if seconds <= limit:
-                return price + fee
-        return TIKTOK_MAX + fee
-    if per_hour is None:
-        return None
-    return seconds / 3600.0 * per_hour * factor + fee
+    if link and source_platform(item.url) == "tiktok":
+        band = next((p for limit, p in TIKTOK_BANDS if item.duration <= limit), TIKTOK_MAX)
+        return band + fee
+    price = profile.price(
+        "audio.transcriptions", model, seconds=item.duration, diarize=opts["diarize"],
+        word_timestamps=opts["timestamps"] == "word",
+    )  # fmt: skip
+    return None if price is None else price.usd + fee
+
+
+async def estimate_native(
+    items: list[Any], *, opts: dict[str, Any], settings: Any, quote: bool
+) -> dict[str, Any]:
+    """What the native rows would cost: files probed locally, links unknown (their duration
+    is only known once fetched); ``quote=True`` asks deAPI's price endpoint for every row."""
+    from ._profiles import get_profile
+
+    profile = get_profile(settings)
+    model = opts["native_model"]
+    for item in items:
+        if item.url is None and item.duration is None:
+            try:
+                data = await anyio.to_thread.run_sync(_read_item, item)
+                info = await anyio.to_thread.run_sync(
+                    lambda d=data, n=item.name or item.file: _media.probe(d, name=n)
+                )
+                item.duration, item.size = float(info.duration), len(data)
+            except (OSError, ValueError) as exc:
+                item.fail(exc)
+    costs = [_row_cost(profile, model, opts, it) for it in items if it.status == "pending"]
+    quotes: list[float] = []
+    if quote:
+        client = shared_native_client(settings)
+        for item in items:
+            if item.status != "pending":
+                continue
+            data = None if item.url is not None else _read_item(item)
+            request = _native_request(opts, item, data, item.name or item.file)
+            quotes.append(await client.price(request))
+    known = [c for c in costs if c is not None]
+    return {
+        "rows": len(items),
+        "requests": sum(1 for it in items if it.status == "pending"),
+        "seconds": float(sum(it.duration or 0.0 for it in items if it.status == "pending")),
+        "cost_usd": float(sum(known)),
+        "unknown_duration": sum(1 for c in costs if c is None),
+        "quote_usd": float(sum(quotes)) if quote else None,
+        "model": model,
+    }
+
+
+def merge_estimate(gateway: Any, native: dict[str, Any]) -> Any:
+    """The gateway rows' Estimate with the native rows added (requests, seconds, cost)."""
+    import dataclasses
+
+    cost = gateway.cost_usd
+    if native["cost_usd"] or cost is None:
+        cost = (cost or 0.0) + native["cost_usd"]
+    note = gateway.price_note or "reference prices, not a quote"
+    if native["unknown_duration"]:
+        note += (
+            f"; {native['unknown_duration']} link(s) of unknown duration are not in the cost "
+            "(quote=True asks deAPI)"
+        )
+    seconds = gateway.quantity + native["seconds"]
+    extra = {**gateway.extra, "hours": seconds / 3600, "native": native,
+             "unknown_duration": native["unknown_duration"], "quote_usd": native["quote_usd"]}  # fmt: skip
+    return dataclasses.replace(
+        gateway,
+        requests=gateway.requests + native["requests"],
+        quantity=round(seconds, 1),
+        cost_usd=cost,
+        price_note=note,
+        extra=extra,
+    )

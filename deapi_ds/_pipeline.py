@@ -47,6 +47,7 @@ from ._exceptions import (
     QuotaExceededError,
     ResponseValidationError,
 )
+from ._quota import quota_status
 
 __all__ = [
     "CACHED",
@@ -664,6 +665,7 @@ async def run_task(
         run.lookup_all()
     ids = np.flatnonzero(run.status == PENDING) if pending is None else pending
     batches = task.pack(ids) if len(ids) else []
+    _announce_quota(task, settings, len(batches))
     failure: list[BaseException] = []
     stopped: BaseException | None = None
     async with anyio.create_task_group() as tg:
@@ -683,6 +685,30 @@ async def run_task(
     if failure:
         raise failure[0]
     return Outcome(run.status, run.errors, run.requests, stopped, run.writer.failed_rows)
+
+
+def quota_fields(settings: Any, endpoint: str) -> dict[str, int | None]:
+    """``daily_quota`` and ``quota_left`` for an estimate (None when the tier has none)."""
+    status = quota_status(endpoint, settings)
+    return {"daily_quota": status.limit, "quota_left": status.remaining}
+
+
+def _announce_quota(task: Task, settings: Any, requests: int) -> None:
+    """Before the first request: say so when the run needs more requests than today's quota
+    has left (the engine then stops at the quota; unsent rows get status ``quota``)."""
+    if not requests or not task.endpoint:
+        return
+    status = quota_status(task.endpoint, settings)
+    if status.remaining is None or requests <= status.remaining:
+        return
+    print(
+        f"deapi_ds.{task.func}: this run needs about {requests:,} {task.endpoint} requests but "
+        f"the daily quota ({status.limit:,} on the {status.tier} tier) has {status.remaining:,} "
+        f"left today; what fits is sent, the rest gets status 'quota' (the quota resets at "
+        f"{status.resets_at:%Y-%m-%d %H:%M} UTC; rerun then to finish, or set the tier you "
+        "have with set_config(tier=...)).",
+        file=sys.stderr,
+    )
 
 
 # --- after the run ---------------------------------------------------------------------------------
@@ -708,11 +734,13 @@ def check_outcome(
         return result
     status = frame["status"].astype(object).to_numpy()
     failed = status == "error"
-    quota = int(np.count_nonzero(status == "quota"))
-    if quota:
+    quota = status == "quota"
+    if quota.any():
+        why = str(frame["error"].astype(object).to_numpy()[np.flatnonzero(quota)[0]])
         print(
-            f"deapi_ds.{func}: the daily quota stopped the run; {quota:,} rows were not sent "
-            "(status 'quota'): rerun after the reset to complete them.",
+            f"deapi_ds.{func}: the daily quota stopped the run; {int(quota.sum()):,} rows were "
+            f"not sent (status 'quota', finished rows are cached; a rerun after the reset pays "
+            f"only for these). {why}",
             file=sys.stderr,
         )
     if not failed.any():

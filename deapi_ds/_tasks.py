@@ -122,6 +122,8 @@ def _settings_key(settings: Settings) -> Any:
         settings.max_retries,
         settings.max_retry_wait,
         settings.profile,
+        settings.limits,
+        settings.cache_dir,
     )
 
 

@@ -32,9 +32,11 @@ class SeriesAccessor:
         """:func:`deapi_ds.embed` on this Series."""
         return _task("embeddings", "embed")(self._s, **kwargs)
 
-    def estimate(self, **kwargs: Any) -> Any:
-        """:func:`deapi_ds.estimate` on this Series."""
-        return _task("embeddings", "estimate")(self._s, **kwargs)
+    def estimate_embed(self, **kwargs: Any) -> Any:
+        """:func:`deapi_ds.estimate_embed` on this Series."""
+        return _task("embeddings", "estimate_embed")(self._s, **kwargs)
+
+    estimate = estimate_embed
 
     def transcribe(self, **kwargs: Any) -> Any:
         """:func:`deapi_ds.transcribe` on a Series of paths or bytes."""
@@ -64,9 +66,11 @@ class DataFrameAccessor:
         """:func:`deapi_ds.embed` on ``df[column]``."""
         return _task("embeddings", "embed")(self._df, column, **kwargs)
 
-    def estimate(self, column: Any, **kwargs: Any) -> Any:
-        """:func:`deapi_ds.estimate` on ``df[column]``."""
-        return _task("embeddings", "estimate")(self._df, column, **kwargs)
+    def estimate_embed(self, column: Any, **kwargs: Any) -> Any:
+        """:func:`deapi_ds.estimate_embed` on ``df[column]``."""
+        return _task("embeddings", "estimate_embed")(self._df, column, **kwargs)
+
+    estimate = estimate_embed
 
     def search_index(self, vectors: str = "embedding", **kwargs: Any) -> Any:
         """A :class:`deapi_ds.SearchIndex` over a column of vectors of this frame."""

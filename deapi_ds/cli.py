@@ -67,7 +67,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from .embeddings import embed
+    from .embeddings import embed, estimate_embed
 
     _use_emulator_if_asked(args)
     frame = _read_table(args.input)
@@ -77,10 +77,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    result = embed(frame, args.column, model=args.model, dry_run=args.dry_run)
     if args.dry_run:
-        print(result)
+        print(estimate_embed(frame, args.column, model=args.model))
         return 0
+    result = embed(frame, args.column, model=args.model)
     out = Path(args.out or Path(args.input).with_suffix(".embeddings.parquet"))
     frame = frame.assign(
         status=result.frame["status"].to_numpy(),

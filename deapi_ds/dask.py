@@ -105,6 +105,7 @@ _FORWARDED = (
     "max_retry_wait",
     "max_concurrency",
     "profile",
+    "limits",
     "max_upload_mb",
     "allow_insecure_http",
     "user_agent_extra",
@@ -112,7 +113,7 @@ _FORWARDED = (
 _SECRET_OPTION_WORDS = ("secret", "token", "password", "credential", "key")
 _EMBED_REFUSED = {
     "client": "a client holds the API key and cannot be sent to workers",
-    "dry_run": "estimate on the client with deapi_ds.estimate(sample) instead",
+    "dry_run": "estimate on the client with deapi_ds.estimate_embed(sample) instead",
     "progress": "workers show no progress bars; use distributed.progress(result.persist())",
     "data": None,
     "column": None,

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from ._cache import (
     resolve_cache,
 )
 from ._client import AsyncClient, Client
+from ._estimate import Estimate
 from ._exceptions import (
     APIStatusError,
     InvalidParameterError,
@@ -62,6 +64,7 @@ from ._pipeline import (
     Task,
     as_series,
     check_outcome,
+    quota_fields,
     run_task,
 )
 from ._profiles import get_profile
@@ -74,8 +77,10 @@ __all__ = [
     "Estimate",
     "aembed",
     "aestimate",
+    "aestimate_embed",
     "embed",
     "estimate",
+    "estimate_embed",
     "estimate_tokens",
 ]
 
@@ -323,47 +328,6 @@ def _pack(
 
 
 # --- results ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Estimate:
-    """What a call would send: requests, tokens, cost and time (nothing is spent)."""
-
-    rows: int
-    unique: int
-    cached: int
-    empty: int
-    errors: int
-    requests: int
-    tokens: int
-    cost_usd: float | None
-    rpm: float | None
-    concurrency: int
-    model: str
-
-    @property
-    def minutes(self) -> float | None:
-        """Minutes the rate limit alone needs for the requests (None without a limit)."""
-        if not self.rpm:
-            return None if self.requests else 0.0
-        return self.requests / self.rpm
-
-    def __str__(self) -> str:
-        cost = f"~${self.cost_usd:.4f}" if self.cost_usd is not None else "cost unknown"
-        if self.requests == 0:
-            when = "nothing to send"
-        elif self.rpm:
-            when = f"~{self.requests / self.rpm:.1f} min at {self.rpm:g} requests/min"
-        else:
-            when = "no client-side rate limit"
-        return (
-            f"{self.model}: {self.rows:,} rows ({self.unique:,} unique, {self.cached:,} cached, "
-            f"{self.empty:,} empty) -> {self.requests:,} requests, ~{self.tokens:,} tokens, "
-            f"{cost}, {when}"
-        )
-
-    def __repr__(self) -> str:
-        return f"Estimate({self})"
 
 
 class EmbeddingResult(ResultFrame):
@@ -676,12 +640,64 @@ async def aembed(
     max_total_tokens: int | None = None,
     dimensions: int | None = None,
     encoding_format: Literal["base64", "float"] = "base64",
-    dry_run: bool = False,
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
     progress: bool | None = None,
-) -> EmbeddingResult | Estimate:
+) -> EmbeddingResult:
     """Embed a text column: ``await deapi_ds.aembed(df, "text")`` (async twin of :func:`embed`)."""
+    task, store, settings, profile, mp, series = _prepare(
+        data,
+        column,
+        model=model,
+        on_empty=on_empty,
+        convert=convert,
+        on_long=on_long,
+        max_inputs=max_inputs,
+        max_input_tokens=max_input_tokens,
+        max_total_tokens=max_total_tokens,
+        dimensions=dimensions,
+        encoding_format=encoding_format,
+        client=client,
+        cache=cache,
+    )
+    plan, aclient = task.plan, task.aclient
+    show = settings.progress if progress is None else progress
+    est = _estimate(task, store, settings, profile, mp) if show else None
+    if est is not None and (est.requests > 20 or (est.rpm and est.requests > est.rpm)):
+        print(f"deapi_ds.embed: {est}", file=sys.stderr)
+
+    bar = Progress(plan.n, desc=f"embed {model}", unit="row", show=show, engine=aclient.engine)
+    no_request = int(np.count_nonzero((plan.kind == _EMPTY) | (plan.kind == _ERROR)))
+    bar.advance(no_request, failed=int(np.count_nonzero(plan.kind == _ERROR)))
+    try:
+        outcome = await run_task(task, store=store, aclient=aclient, progress=bar)
+    finally:
+        bar.close()
+    if task.unit_vecs is None:
+        task.ensure(task.dim or (mp.dimension if mp and mp.dimension else 0) or 0)
+    return check_outcome(
+        _result(task, series, outcome), func="embed", input_failed=plan.kind == _ERROR
+    )
+
+
+def _prepare(
+    data: Any,
+    column: Any,
+    *,
+    model: str,
+    on_empty: str,
+    convert: bool,
+    on_long: str,
+    max_inputs: int | None,
+    max_input_tokens: int | None,
+    max_total_tokens: int | None,
+    dimensions: int | None,
+    encoding_format: str,
+    client: Any,
+    cache: Any,
+) -> tuple[_EmbedTask, Any, Any, Any, Any, pd.Series]:
+    """Check the options, classify the rows and build the task (shared by embed and its
+    estimate)."""
     series = as_series(data, column, func="embed")
     _check_options(on_empty, on_long)
     aclient = resolve_client(client)
@@ -717,25 +733,7 @@ async def aembed(
         max_inputs=max_inputs,
         max_total_tokens=max_total_tokens,
     )
-    if dry_run:
-        return _estimate(task, store, settings, profile, mp)
-    show = settings.progress if progress is None else progress
-    est = _estimate(task, store, settings, profile, mp) if show else None
-    if est is not None and (est.requests > 20 or (est.rpm and est.requests > est.rpm)):
-        print(f"deapi_ds.embed: {est}", file=sys.stderr)
-
-    bar = Progress(plan.n, desc=f"embed {model}", unit="row", show=show, engine=aclient.engine)
-    no_request = int(np.count_nonzero((plan.kind == _EMPTY) | (plan.kind == _ERROR)))
-    bar.advance(no_request, failed=int(np.count_nonzero(plan.kind == _ERROR)))
-    try:
-        outcome = await run_task(task, store=store, aclient=aclient, progress=bar)
-    finally:
-        bar.close()
-    if task.unit_vecs is None:
-        task.ensure(task.dim or (mp.dimension if mp and mp.dimension else 0) or 0)
-    return check_outcome(
-        _result(task, series, outcome), func="embed", input_failed=plan.kind == _ERROR
-    )
+    return task, store, settings, profile, mp, series
 
 
 def _estimate(task: _EmbedTask, store: Any, settings: Any, profile: Any, mp: Any) -> Estimate:
@@ -751,20 +749,23 @@ def _estimate(task: _EmbedTask, store: Any, settings: Any, profile: Any, mp: Any
     missing = np.flatnonzero(~have)
     requests = len(task.pack(missing)) if len(missing) else 0
     tokens = int(plan.unit_tokens[missing].sum()) if len(missing) else 0
+    price = profile.price(TASK, task.model, tokens=tokens) if mp is not None else None
     return Estimate(
+        func="embed",
+        model=task.model,
         rows=plan.n,
         unique=n_units,
         cached=int(have.sum()),
         empty=int(np.count_nonzero(plan.kind == _EMPTY)),
         errors=int(np.count_nonzero(plan.kind == _ERROR)),
         requests=requests,
-        tokens=tokens,
-        cost_usd=(
-            tokens / 1000 * mp.price_per_1k_tokens if mp and mp.price_per_1k_tokens else None
-        ),
+        quantity=tokens,
+        unit="tokens",
+        cost_usd=price.usd if price is not None else None,
+        price_note=price.note if price is not None else None,
         rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
         concurrency=settings.max_concurrency,
-        model=task.model,
+        **quota_fields(settings, task.endpoint),
     )
 
 
@@ -894,23 +895,78 @@ errors, ``.usage``; ``.to_series()`` gives a column to put into a DataFrame.
 Options: ``on_empty`` ('empty' gives NaN vectors without a request; 'raise'), ``convert``
 (embed ``str(value)`` of non-strings instead of an error row), ``on_long`` ('truncate', 'error',
 'chunk': split, embed, average weighted by length), ``max_inputs`` / ``max_input_tokens`` /
-``max_total_tokens`` (override the provider's limits), ``dry_run=True`` (returns an
-:class:`Estimate`, spends nothing), ``cache`` (None turns it off), ``progress``, ``client``.
+``max_total_tokens`` (override the provider's limits), ``cache`` (None turns it off),
+``progress``, ``client``. :func:`estimate_embed` takes the same arguments and tells what the
+call would send and cost, spending nothing.
+
+When every row that was sent fails for the same reason, a :class:`~deapi_ds.BatchError` is
+raised (``.partial`` holds the result, ``.error`` the cause); when some fail, one line says
+how many and where to look (``result.failed``).
 
 >>> res = deapi_ds.embed(df, "text")
 >>> df["embedding"] = res.to_series()
 """
 
 
+async def aestimate_embed(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str = "Bge_M3_FP16",
+    on_empty: Literal["empty", "raise"] = "empty",
+    convert: bool = False,
+    on_long: Literal["truncate", "error", "chunk"] = "truncate",
+    max_inputs: int | None = None,
+    max_input_tokens: int | None = None,
+    max_total_tokens: int | None = None,
+    dimensions: int | None = None,
+    encoding_format: Literal["base64", "float"] = "base64",
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`embed` would send: requests, tokens, cost, time and days of daily quota
+    (``await deapi_ds.aestimate_embed(df, "text")``; spends nothing)."""
+    task, store, settings, profile, mp, _ = _prepare(
+        data,
+        column,
+        model=model,
+        on_empty=on_empty,
+        convert=convert,
+        on_long=on_long,
+        max_inputs=max_inputs,
+        max_input_tokens=max_input_tokens,
+        max_total_tokens=max_total_tokens,
+        dimensions=dimensions,
+        encoding_format=encoding_format,
+        client=client,
+        cache=cache,
+    )
+    return _estimate(task, store, settings, profile, mp)
+
+
+estimate_embed = syncify(aestimate_embed)
+estimate_embed.__doc__ = """What :func:`embed` would send, without sending anything: an :class:`Estimate` with
+requests, tokens, cost (reference price), minutes at the rate limit and days of daily quota.
+Takes the same arguments as :func:`embed`.
+
+>>> print(deapi_ds.estimate_embed(df, "text"))
+"""
+
+
 async def aestimate(data: Any, column: Any = None, **kwargs: Any) -> Estimate:
-    """Requests, tokens, cost and time an :func:`embed` call would need (spends nothing)."""
-    kwargs["dry_run"] = True
-    result = await aembed(data, column, **kwargs)
-    assert isinstance(result, Estimate)
-    return result
+    """Deprecated alias of :func:`aestimate_embed`."""
+    warnings.warn(
+        "deapi_ds.aestimate() is now deapi_ds.aestimate_embed()", DeprecationWarning, stacklevel=2
+    )
+    return await aestimate_embed(data, column, **kwargs)
 
 
-estimate = syncify(aestimate)
+def estimate(data: Any, column: Any = None, **kwargs: Any) -> Estimate:
+    """Deprecated alias of :func:`estimate_embed` (one ``estimate_<function>`` per task now)."""
+    warnings.warn(
+        "deapi_ds.estimate() is now deapi_ds.estimate_embed()", DeprecationWarning, stacklevel=2
+    )
+    return estimate_embed(data, column, **kwargs)
 
 
 class EmbeddingTransformer:

@@ -49,6 +49,7 @@ import os
 import re
 import tempfile
 import unicodedata
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, GeneratedImage
 from ._common import is_missing
 from ._config import get_config
+from ._estimate import Estimate
 from ._exceptions import (
     DeapiError,
     InvalidParameterError,
@@ -77,6 +79,7 @@ from ._pipeline import (
     Task,
     as_series,
     check_outcome,
+    quota_fields,
     run_task,
 )
 from ._profiles import ModelProfile, ProviderProfile, get_profile
@@ -90,8 +93,12 @@ __all__ = [
     "ImageGrid",
     "ImageResult",
     "aedit_images",
+    "aestimate_edit_images",
+    "aestimate_generate_images",
     "agenerate_images",
     "edit_images",
+    "estimate_edit_images",
+    "estimate_generate_images",
     "generate_images",
     "safe_filename",
 ]
@@ -962,41 +969,27 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
 # generate
 
 
-async def agenerate_images(
-    prompts: str | Sequence[str] | pd.Series | pd.DataFrame,
-    column: str | pd.Series | None = None,
+def _generation_units(
+    data: Any,
+    column: Any,
     *,
-    model: str | Sequence[str] = "Flux1schnell",
-    size: str | Sequence[str] | None = "512x512",
-    n: int = 1,
-    seeds: int | Sequence[int | None] | None = None,
-    response_format: str = "b64_json",
-    steps: int | None = None,
-    negative_prompt: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-    client: Client | AsyncClient | None = None,
-    cache: Any = USE_DEFAULT,
-    progress: bool | None = None,
-) -> ImageResult:
-    """Generate images for prompts; one row per image (prompt x model x size x seed x n).
-
-    ``prompts`` is a str, a list, a Series, or a DataFrame with ``column=`` (default "prompt").
-    ``model``, ``size`` and ``seeds`` take one value or a list, and lists expand into a product,
-    so a prompt x seed grid is one call. ``n`` images per combination (split into requests of
-    at most 4 on deAPI, run concurrently). Sizes, steps and the model are checked before
-    anything is spent. ``steps``, ``negative_prompt`` and ``extra`` (other native parameters)
-    are sent as they are. Results are cached per image (``cache=None``: fresh images); failed
-    images become rows with ``status="error"``. ``progress=False`` hides the progress bar.
-
-    >>> out = await deapi_ds.agenerate_images(["a fox", "a bay"], seeds=[1, 2, 3])  # doctest: +SKIP
-    >>> len(out), out.ok.all()                                                    # doctest: +SKIP
-    (6, True)
-    >>> out               # a grid of thumbnails in a notebook                   # doctest: +SKIP
-    """
+    model: Any,
+    size: Any,
+    n: Any,
+    seeds: Any,
+    response_format: str,
+    steps: Any,
+    negative_prompt: Any,
+    extra: Any,
+    progress: Any,
+    cache: Any,
+    client: Any,
+) -> dict[str, Any]:
+    """Checks and units of a generate_images call (shared with its estimate)."""
     func = "generate_images"
     settings = get_config()
     profile = get_profile(settings)
-    texts, labels = _texts(prompts, column, func)
+    texts, labels = _texts(data, column, func)
     models = _check_models(model, "txt2img", profile, func)
     sizes = _check_sizes(size, models, func)
     seed_list = _check_seeds(seeds, func)
@@ -1032,6 +1025,74 @@ async def agenerate_images(
                         if key not in units:
                             units[key] = _Unit(key, m, prompt, s, seed, i, (m, s, seed, prompt))
                         row.unit = units[key]
+
+    return {
+        "func": func,
+        "profile": profile,
+        "store": store,
+        "aclient": aclient,
+        "units": units,
+        "rows": rows,
+        "step_count": step_count,
+        "extra_params": extra_params,
+        "settings": settings,
+    }
+
+
+async def agenerate_images(
+    data: str | Sequence[str] | pd.Series | pd.DataFrame,
+    column: str | pd.Series | None = None,
+    *,
+    model: str | Sequence[str] = "Flux1schnell",
+    size: str | Sequence[str] | None = "512x512",
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+) -> ImageResult:
+    """Generate images for prompts; one row per image (prompt x model x size x seed x n).
+
+    ``data`` holds the prompts: a str, a list, a Series, or a DataFrame with ``column=``
+    (default "prompt").
+    ``model``, ``size`` and ``seeds`` take one value or a list, and lists expand into a product,
+    so a prompt x seed grid is one call. ``n`` images per combination (split into requests of
+    at most 4 on deAPI, run concurrently). Sizes, steps and the model are checked before
+    anything is spent. ``steps``, ``negative_prompt`` and ``extra`` (other native parameters)
+    are sent as they are. Results are cached per image (``cache=None``: fresh images); failed
+    images become rows with ``status="error"``. ``progress=False`` hides the progress bar.
+
+    >>> out = await deapi_ds.agenerate_images(["a fox", "a bay"], seeds=[1, 2, 3])  # doctest: +SKIP
+    >>> len(out), out.ok.all()                                                    # doctest: +SKIP
+    (6, True)
+    >>> out               # a grid of thumbnails in a notebook                   # doctest: +SKIP
+    """
+    g = _generation_units(
+        data,
+        column,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=progress,
+        cache=cache,
+        client=client,
+    )
+    func, profile, store, aclient = g["func"], g["profile"], g["store"], g["aclient"]
+    units, rows, step_count, extra_params = (
+        g["units"],
+        g["rows"],
+        g["step_count"],
+        g["extra_params"],
+    )
 
     async def call(request: _Request) -> Any:
         first = request.units[0]
@@ -1195,14 +1256,16 @@ def _load_inputs(
     return _Input(tuple(parts), " + ".join(labels))
 
 
-def _edit_rows(images: Any) -> tuple[list[Any], list[Any]]:
+def _edit_rows(images: Any, column: Any = None) -> tuple[list[Any], list[Any]]:
+    if isinstance(images, pd.DataFrame):
+        if column is None and images.shape[1] != 1:
+            raise InvalidParameterError(
+                "edit_images() got a DataFrame; say which column holds the images: "
+                f"edit_images(df, 'image', prompt=...). Available columns: {list(images.columns)}."
+            )
+        images = as_series(images, column, func="edit_images", what="images")
     if isinstance(images, pd.Series):
         return images.tolist(), images.index.tolist()
-    if isinstance(images, pd.DataFrame):
-        raise InvalidParameterError(
-            "edit_images() takes images as a path, bytes, a PIL image, or a list/Series of them; "
-            f"pass one column, e.g. df['image']. Available columns: {list(images.columns)}."
-        )
     if isinstance(images, list | tuple | pd.Index | np.ndarray) and not (
         isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object
     ):
@@ -1213,39 +1276,41 @@ def _edit_rows(images: Any) -> tuple[list[Any], list[Any]]:
     return [images], [0]
 
 
-async def aedit_images(
-    images: Any,
-    prompt: str | Sequence[str] | pd.Series,
+def _edit_units(
+    data: Any,
+    column: Any,
     *,
-    model: str | Sequence[str] = "Flux_2_Klein_4B_BF16",
-    size: str | Sequence[str] | None = None,
-    n: int = 1,
-    seeds: int | Sequence[int | None] | None = None,
-    mask: Any = None,
-    response_format: str = "b64_json",
-    steps: int | None = None,
-    negative_prompt: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-    client: Client | AsyncClient | None = None,
-    cache: Any = USE_DEFAULT,
-    progress: bool | None = None,
-) -> ImageResult:
-    """Edit images with a prompt (img2img); one row per output image.
-
-    ``images`` is a path, bytes, a PIL image, or a list / Series of them; an element that is
-    itself a list or tuple sends several input images together (Flux_2_Klein_4B_BF16 combines
-    up to 3). ``prompt`` is one prompt for every image or one per image (a single image with a
-    list of prompts gives one row per prompt). ``size=None`` lets the server follow the first
-    input's size. deAPI's limits are checked before anything is sent: 10 MB and 64 to 5000 px
-    per side per image, the model's number of input images, models that can edit, no ``mask``
-    (deAPI does no inpainting). An input that breaks a limit fails its own rows only. Seeds,
-    ``n``, caching (the key includes the input bytes) and the result are as in
-    :func:`generate_images`.
-
-    >>> out = await deapi_ds.aedit_images(["cat.png", "dog.jpg"], "a watercolor")  # doctest: +SKIP
-    >>> out[["input", "status"]]                                                   # doctest: +SKIP
-    """
+    prompt: Any,
+    model: Any,
+    size: Any,
+    n: Any,
+    seeds: Any,
+    mask: Any,
+    response_format: str,
+    steps: Any,
+    negative_prompt: Any,
+    extra: Any,
+    progress: Any,
+    cache: Any,
+    client: Any,
+) -> dict[str, Any]:
+    """Checks, loaded inputs and units of an edit_images call (shared with its estimate)."""
     func = "edit_images"
+    if prompt is None and column is not None and not isinstance(data, pd.DataFrame):
+        warnings.warn(
+            "edit_images(images, prompt) is now edit_images(data, prompt=...): pass the prompt "
+            "by keyword (the second positional argument is the image column of a DataFrame).",
+            DeprecationWarning,
+            stacklevel=5,
+        )
+        prompt, column = column, None
+    if prompt is None:
+        raise InvalidParameterError(
+            "edit_images() needs prompt=...: one prompt for every image, a list or Series with "
+            "one per image, or the name of the DataFrame's prompt column."
+        )
+    if isinstance(data, pd.DataFrame) and isinstance(prompt, str) and prompt in data.columns:
+        prompt = data[prompt]
     settings = get_config()
     profile = get_profile(settings)
     if mask is not None and not profile.supports_mask:
@@ -1262,7 +1327,7 @@ async def aedit_images(
     extra_params = _check_common(response_format, negative_prompt, extra, func)
     _check_progress(progress, func)
 
-    values, labels = _edit_rows(images)
+    values, labels = _edit_rows(data, column)
     if isinstance(prompt, str) or is_missing(prompt):
         prompt_list = [prompt] * len(values)
     elif isinstance(prompt, pd.Series | Sequence | np.ndarray):
@@ -1338,6 +1403,80 @@ async def aedit_images(
                             units[key] = _Unit(key, m, text, s, seed, i, group, source.parts)
                         row.unit = units[key]
 
+    return {
+        "func": func,
+        "profile": profile,
+        "store": store,
+        "aclient": aclient,
+        "units": units,
+        "rows": rows,
+        "step_count": step_count,
+        "extra_params": extra_params,
+        "mask_part": mask_part,
+        "settings": settings,
+    }
+
+
+async def aedit_images(
+    data: Any,
+    column: Any = None,
+    *,
+    prompt: str | Sequence[str] | pd.Series | None = None,
+    model: str | Sequence[str] = "Flux_2_Klein_4B_BF16",
+    size: str | Sequence[str] | None = None,
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    mask: Any = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+) -> ImageResult:
+    """Edit images with a prompt (img2img); one row per output image.
+
+    ``data`` is a path, bytes, a PIL image, a list / Series of them, or a DataFrame with
+    ``column`` naming the image column; an element that is itself a list or tuple sends several
+    input images together (Flux_2_Klein_4B_BF16 combines up to 3). ``prompt`` (keyword) is one
+    prompt for every image, one per image (a list or Series), or, with a DataFrame, the name of
+    its prompt column (a single image with a list of prompts gives one row per prompt). ``size=None`` lets the server follow the first
+    input's size. deAPI's limits are checked before anything is sent: 10 MB and 64 to 5000 px
+    per side per image, the model's number of input images, models that can edit, no ``mask``
+    (deAPI does no inpainting). An input that breaks a limit fails its own rows only. Seeds,
+    ``n``, caching (the key includes the input bytes) and the result are as in
+    :func:`generate_images`.
+
+    >>> out = await deapi_ds.aedit_images(["cat.png", "dog.jpg"], "a watercolor")  # doctest: +SKIP
+    >>> out[["input", "status"]]                                                   # doctest: +SKIP
+    """
+    g = _edit_units(
+        data,
+        column,
+        prompt=prompt,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        mask=mask,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=progress,
+        cache=cache,
+        client=client,
+    )
+    func, profile, store, aclient = g["func"], g["profile"], g["store"], g["aclient"]
+    units, rows, step_count, extra_params = (
+        g["units"],
+        g["rows"],
+        g["step_count"],
+        g["extra_params"],
+    )
+    mask_part = g["mask_part"]
+
     async def call(request: _Request) -> Any:
         first = request.units[0]
         return await aclient.images_edit(
@@ -1376,3 +1515,139 @@ async def aedit_images(
 
 
 edit_images = syncify(aedit_images)
+
+
+# --------------------------------------------------------------------------------------------
+# estimates
+
+
+def _images_estimate(g: dict[str, Any]) -> Estimate:
+    """Requests, images and cost of a generate/edit call (the cache as it is now)."""
+    profile, store, settings = g["profile"], g["store"], g["settings"]
+    task = GENERATE_TASK if g["func"] == "generate_images" else EDIT_TASK
+    units: list[_Unit] = list(g["units"].values())
+    by_model: dict[str, list[_Unit]] = {}
+    for unit in units:
+        by_model.setdefault(unit.model, []).append(unit)
+    requests, missing_count, cost, priced, note = 0, 0, 0.0, True, None
+    for model, members in by_model.items():
+        have = store.contains(task, model, [u.key for u in members])
+        missing = [u for u, hit in zip(members, have, strict=True) if not hit]
+        missing_count += len(missing)
+        requests += len(
+            _plan_requests(missing, lambda m: _max_per_request(profile.model(m), profile))
+        )
+        for unit in missing:
+            quote = profile.price(
+                task, model, n=1, size=unit.size or "512x512", steps=g["step_count"]
+            )
+            if quote is None:
+                priced = False
+            else:
+                cost += quote.usd
+                note = quote.note
+    rows = g["rows"]
+    models = list(by_model) or ["?"]
+    return Estimate(
+        func=g["func"],
+        model=models[0] if len(models) == 1 else ", ".join(models),
+        rows=len(rows),
+        unique=len(units),
+        cached=len(units) - missing_count,
+        empty=sum(1 for r in rows if r.unit is None and r.status == "empty"),
+        errors=sum(1 for r in rows if r.unit is None and r.status == "error"),
+        requests=requests,
+        quantity=missing_count,
+        unit="images",
+        cost_usd=cost if priced else None,
+        price_note=note if priced else None,
+        rpm=settings.rpm_for(task) or profile.rpm_for(task, settings.effective_tier),
+        concurrency=settings.max_concurrency,
+        **quota_fields(settings, task),
+    )
+
+
+async def aestimate_generate_images(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str | Sequence[str] = "Flux1schnell",
+    size: str | Sequence[str] | None = "512x512",
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`generate_images` would send and cost (async twin of
+    :func:`estimate_generate_images`); spends nothing."""
+    g = _generation_units(
+        data,
+        column,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=None,
+        cache=cache,
+        client=client,
+    )
+    return _images_estimate(g)
+
+
+estimate_generate_images = syncify(aestimate_generate_images)
+estimate_generate_images.__doc__ = """What :func:`generate_images` would send: an
+:class:`~deapi_ds.Estimate` with requests, images, cost (reference price per image), time and
+days of daily quota. Same arguments as :func:`generate_images`; nothing is sent."""
+
+
+async def aestimate_edit_images(
+    data: Any,
+    column: Any = None,
+    *,
+    prompt: str | Sequence[str] | pd.Series | None = None,
+    model: str | Sequence[str] = "Flux_2_Klein_4B_BF16",
+    size: str | Sequence[str] | None = None,
+    n: int = 1,
+    seeds: int | Sequence[int | None] | None = None,
+    mask: Any = None,
+    response_format: str = "b64_json",
+    steps: int | None = None,
+    negative_prompt: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`edit_images` would send and cost (async twin of
+    :func:`estimate_edit_images`); inputs are read and checked, nothing is sent."""
+    g = _edit_units(
+        data,
+        column,
+        prompt=prompt,
+        model=model,
+        size=size,
+        n=n,
+        seeds=seeds,
+        mask=mask,
+        response_format=response_format,
+        steps=steps,
+        negative_prompt=negative_prompt,
+        extra=extra,
+        progress=None,
+        cache=cache,
+        client=client,
+    )
+    return _images_estimate(g)
+
+
+estimate_edit_images = syncify(aestimate_edit_images)
+estimate_edit_images.__doc__ = """What :func:`edit_images` would send: an
+:class:`~deapi_ds.Estimate` (requests, images, cost, time, days of quota). Same arguments as
+:func:`edit_images`; the inputs are read and checked, nothing is sent."""

@@ -25,6 +25,7 @@ import difflib
 import math
 import re
 import unicodedata
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,16 +38,28 @@ from . import _media
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client
 from ._common import is_missing
-from ._exceptions import InvalidParameterError, ResponseValidationError
-from ._pipeline import CACHED, Answer, Progress, Task, as_series, check_outcome, run_task
+from ._estimate import Estimate
+from ._exceptions import InvalidParameterError
+from ._pipeline import (
+    CACHED,
+    Answer,
+    Progress,
+    Task,
+    as_series,
+    check_outcome,
+    quota_fields,
+    run_task,
+)
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._speech_formats import fetch_speech
 from ._tasks import resolve_client, syncify
 
 __all__ = [
     "SpeechEstimate",
     "SpeechResult",
     "aspeak",
+    "estimate_speak",
     "estimate_speech",
     "join_audio",
     "speak",
@@ -414,45 +427,8 @@ def _plan(
 # --------------------------------------------------------------------------- estimate
 
 
-class SpeechEstimate(ResultFrame):
-    """What :func:`speak` would send: characters, requests and cost per (text, voice).
-
-    Columns: ``text``, ``voice``, ``characters``, ``parts`` (requests for this row),
-    ``cached_parts``, ``billable_characters``, ``cost`` (USD, from the profile's price per
-    1M characters; NA when unknown) and ``status`` (``"pending"``, ``"cached"``, ``"empty"``).
-    A part shared by several rows (a repeated text or sentence) is sent once and billed to the
-    first row that needs it, so the ``billable_characters`` and ``cost`` columns add up to the
-    totals :attr:`billable_characters` and :attr:`cost`. Totals: :attr:`characters`,
-    :attr:`billable_characters`, :attr:`requests`, :attr:`cost`.
-    """
-
-    @property
-    def characters(self) -> int:
-        """Characters of all non-empty texts (per voice)."""
-        return int(self.frame["characters"].sum())
-
-    @property
-    def billable_characters(self) -> int:
-        """Characters that would be sent (distinct parts not in the cache)."""
-        return int(self.meta["billable_characters"])
-
-    @property
-    def requests(self) -> int:
-        """Requests that would be sent (distinct parts not in the cache)."""
-        return int(self.meta["requests"])
-
-    @property
-    def cost(self) -> float | None:
-        """Estimated USD for the requests that would be sent (None when the price is unknown)."""
-        return self.meta["cost"]
-
-    def summary(self) -> str:
-        cost = "unknown cost" if self.cost is None else f"about ${self.cost:.4f}"
-        return (
-            f"SpeechEstimate: {len(self.frame)} clips, {self.characters:,} characters; "
-            f"{self.requests} requests for {self.billable_characters:,} uncached characters, "
-            f"{cost}"
-        )
+#: the estimate of :func:`speak` is the one :class:`~deapi_ds.Estimate` type (kept as a name)
+SpeechEstimate = Estimate
 
 
 def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
@@ -497,14 +473,29 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
             "cost": "Float64",
         }
     )
-    return SpeechEstimate(
-        frame,
-        meta={
-            "requests": len(todo),
+    settings = _current_settings()
+    quote = get_profile(settings).price(TASK, plan.model, characters=billable, speed=plan.speed)
+    return Estimate(
+        func="speak",
+        model=plan.model,
+        rows=len(plan.rows),
+        unique=len(plan.parts),
+        cached=len(plan.parts) - len(todo),
+        empty=int((frame["status"] == "empty").sum()),
+        errors=0,
+        requests=len(todo),
+        quantity=billable,
+        unit="characters",
+        cost_usd=None if quote is None else quote.usd,
+        price_note=None if quote is None else quote.note,
+        rpm=settings.rpm_for(TASK) or get_profile(settings).rpm_for(TASK, settings.effective_tier),
+        concurrency=settings.max_concurrency,
+        details=frame,
+        extra={
+            "characters": int(frame["characters"].sum()),
             "billable_characters": billable,
-            "cost": None if price is None else billable * price / 1e6,
-            "model": plan.model,
         },
+        **quota_fields(settings, TASK),
     )
 
 
@@ -512,8 +503,8 @@ def _typed(frame: pd.DataFrame, strings: Sequence[str]) -> pd.DataFrame:
     return frame.astype({c: STATUS_DTYPE for c in strings})
 
 
-def estimate_speech(
-    texts: Any,
+def estimate_speak(
+    data: Any,
     column: Any = None,
     *,
     model: str = "Kokoro",
@@ -524,17 +515,18 @@ def estimate_speech(
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
 ) -> SpeechEstimate:
-    """Characters, requests and cost of a :func:`speak` call, without sending anything.
+    """Characters, requests and cost of a :func:`speak` call, without sending anything: an
+    :class:`~deapi_ds.Estimate` whose ``details`` (also ``.frame``) break it down per row.
 
     Parts already in the cache are not counted as billable. The price comes from the
     provider profile (USD per 1M characters; Kokoro on deAPI: $0.77).
 
-    >>> est = estimate_speech(["Hi.", None, "Hi."], voice=["af_bella", "am_adam"], cache=None)
+    >>> est = estimate_speak(["Hi.", None, "Hi."], voice=["af_bella", "am_adam"], cache=None)
     >>> est.characters, est.requests, est.frame["status"].tolist()[2:4]
     (12, 2, ['empty', 'empty'])
     """
     plan = _plan(
-        texts,
+        data,
         column,
         model=model,
         voice=voice,
@@ -542,12 +534,22 @@ def estimate_speech(
         speed=speed,
         max_chars=max_chars,
         client=client,
-        func="estimate_speech",
+        func="estimate_speak",
     )
     store = resolve_cache(cache)
     keys = list(plan.parts)
     hits = {k for k, hit in zip(keys, store.contains(TASK, model, keys), strict=True) if hit}
     return _estimate(plan, hits)
+
+
+def estimate_speech(*args: Any, **kwargs: Any) -> Estimate:
+    """Deprecated alias of :func:`estimate_speak`."""
+    warnings.warn(
+        "deapi_ds.estimate_speech() is now deapi_ds.estimate_speak()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return estimate_speak(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- audio helpers
@@ -760,7 +762,7 @@ def _frame(
 
 
 async def aspeak(
-    texts: Any,
+    data: Any,
     column: Any = None,
     *,
     model: str = "Kokoro",
@@ -768,22 +770,22 @@ async def aspeak(
     response_format: str = "mp3",
     speed: float | None = None,
     max_chars: int | None = None,
-    dry_run: bool = False,
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
     progress: bool | None = None,
-) -> SpeechResult | SpeechEstimate:
+) -> SpeechResult:
     """Speak each text with each voice: a :class:`SpeechResult` with one audio clip per row.
 
-    ``texts`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
+    ``data`` is a str, a list, a Series, or a DataFrame with ``column=``. ``voice`` is a voice
     name or a list of them (texts x voices rows: a comparison table in one call; see
     :func:`voices`). ``response_format`` is one of the profile's formats (mp3, wav, flac, opus
-    for Kokoro per the seed document). Texts longer than ``max_chars`` (default: the model's
+    for Kokoro); a format the server does not return itself (deAPI today: anything but mp3) is
+    requested as mp3 and converted locally, with the same duration. Texts longer than ``max_chars`` (default: the model's
     limit in the profile) are split at sentence boundaries, and the parts are joined back into
     one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
     part is requested once and cached per (part, voice, format, speed, model); a rerun sends
-    nothing for cached parts. ``dry_run=True`` returns a :class:`SpeechEstimate` instead (see
-    :func:`estimate_speech`) and sends nothing.
+    nothing for cached parts. :func:`estimate_speak` takes the same arguments and tells what
+    would be sent and paid, sending nothing.
 
     Everything is checked before any request: an unknown voice or format raises
     :class:`~deapi_ds.InvalidParameterError` naming the valid ones. A failed request becomes
@@ -796,7 +798,7 @@ async def aspeak(
     (['ok', 'empty'], True)
     """
     plan = _plan(
-        texts,
+        data,
         column,
         model=model,
         voice=voice,
@@ -808,9 +810,6 @@ async def aspeak(
     )
     store = resolve_cache(cache)
     keys = list(plan.parts)
-    if dry_run:
-        have = store.contains(TASK, model, keys) if keys else np.zeros(0, bool)
-        return _estimate(plan, {k for k, h in zip(keys, have, strict=True) if h})
     aclient = resolve_client(client)
     task = _SpeechTask(plan, aclient=aclient, model=model)
     bar = Progress(
@@ -841,7 +840,7 @@ class _SpeechTask(Task):
 
     name = TASK
     func = "speak"
-    endpoint = "speech"
+    endpoint = TASK
     cache_columns = ("audio", "duration")
     unit_name = "clip"
 
@@ -858,14 +857,16 @@ class _SpeechTask(Task):
     async def call(self, ids: np.ndarray) -> Answer:
         key = self._keys[int(ids[0])]
         part, name = self.plan.parts[key]
-        result = await self.aclient.speech(
-            part, model=self.model, voice=name, response_format=self.plan.fmt, speed=self.plan.speed
+        # formats the server does not return itself come as mp3, converted locally
+        audio = await fetch_speech(
+            self.aclient,
+            part,
+            model=self.model,
+            voice=name,
+            fmt=self.plan.fmt,
+            speed=self.plan.speed,
         )
-        if not result.audio:
-            raise ResponseValidationError(
-                "The speech response had an empty body.", endpoint="POST /v1/audio/speech"
-            )
-        return Answer(ids, [(result.audio, _duration(result.audio, self.plan.fmt))])
+        return Answer(ids, [(audio, _duration(audio, self.plan.fmt))])
 
     def from_cache(self, ids: np.ndarray, table: pa.Table) -> np.ndarray:
         durations = (

@@ -17,9 +17,9 @@ How a call works:
 3. Missing files are probed locally (duration, audio stream; non-audio and corrupt files become
    error rows), then reduced to what must be uploaded by :func:`deapi_ds._media.prepare_upload`:
    a video becomes its audio track when that is smaller, and anything still over the upload
-   limit (the provider profile's, 80 MB on deAPI; ``max_upload_mb=`` or the ``max_upload_mb``
-   setting override it) is split into chunks. Chunks are sent concurrently (the engine keeps the
-   rate limit), each cached as it returns, and stitched back with timestamps offset to the
+   limit (the provider profile's: on deAPI 20 MB audio / 50 MB video today, 80 MB with
+   ``limits="seed"``; ``max_upload_mb=`` or the ``max_upload_mb`` setting override it) is
+   split into chunks. Chunks are sent concurrently (the engine keeps the rate limit), each cached as it returns, and stitched back with timestamps offset to the
    original file and the overlap de-duplicated.
 4. The progress bar counts audio seconds (with an ETA); cached files count at once.
 
@@ -57,20 +57,33 @@ from ._client import AsyncClient, Client, Transcription
 from ._common import is_missing
 from ._config import get_config
 from ._engine import RetryPolicy
+from ._estimate import Estimate
 from ._exceptions import (
     CacheError,
     InvalidParameterError,
     ResponseValidationError,
 )
-from ._pipeline import FATAL_ERRORS, Answer, Progress, Task, check_outcome, run_task
+from ._pipeline import (
+    FATAL_ERRORS,
+    Answer,
+    Progress,
+    Task,
+    check_outcome,
+    quota_fields,
+    run_task,
+)
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame
 from ._tasks import resolve_client, syncify
 
 __all__ = [
     "TranscriptionResult",
+    "aestimate_transcribe",
+    "aestimate_transcribe_folder",
     "atranscribe",
     "atranscribe_folder",
+    "estimate_transcribe",
+    "estimate_transcribe_folder",
     "transcribe",
     "transcribe_folder",
 ]
@@ -654,9 +667,10 @@ def _resolve_options(
             raise InvalidParameterError(
                 f"The 'max_upload_mb' parameter of {func}() must be a positive number of megabytes. Got {max_upload_mb!r}."
             )
-        max_bytes = int(max_upload_mb * 1024 * 1024)
-    else:
+        max_bytes = max_video_bytes = int(max_upload_mb * 1024 * 1024)
+    else:  # the limits in force (today: 20 MB audio / 50 MB video; seed: 80 MB)
         max_bytes = profile.max_upload_bytes or 2**62
+        max_video_bytes = profile.max_video_upload_bytes or max_bytes
     limit = aclient.engine.max_concurrency
     if concurrency is not None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -671,6 +685,7 @@ def _resolve_options(
         "requested_format": requested_format,
         "word_timestamps": word_timestamps,
         "max_bytes": max_bytes,
+        "max_video_bytes": max_video_bytes,
         "concurrency": limit,
         "settings": settings,
         "model_verbose": mp is None or mp.verbose_json,
@@ -684,7 +699,7 @@ class _TranscribeTask(Task):
     returns) and stitched back."""
 
     name = TASK
-    endpoint = "transcriptions"
+    endpoint = "audio.transcriptions"
     cache_columns = None  # the whole record (file rows and chunk rows share the namespace)
     unit_name = "s"
 
@@ -831,6 +846,7 @@ class _TranscribeTask(Task):
                     data,
                     name=name,
                     max_bytes=self.opts["max_bytes"],
+                    max_video_bytes=self.opts["max_video_bytes"],
                     info=lead.info,
                 ),
                 limiter=self.cpu_limit,
@@ -986,7 +1002,9 @@ async def _run(
     diarize: bool = False,
     include_metadata: bool = False,
     api: str = "auto",
-) -> TranscriptionResult:
+    estimate: bool = False,
+    quote: bool = False,
+) -> TranscriptionResult | Estimate:
     aclient = resolve_client(client)
     opts = _resolve_options(
         aclient, client, model=model, language=language, response_format=response_format,
@@ -1000,7 +1018,13 @@ async def _run(
         model=model, language=opts["language"], word_timestamps=word_timestamps,
         response_format=response_format,
     )  # fmt: skip
-    if native is not None:
+    if native is not None and estimate:
+        native_estimate = await _nt.estimate_native(
+            native["items"], opts=native["opts"], settings=opts["settings"], quote=quote
+        )
+        for it in native["items"]:
+            it.status = "native"  # the gateway's estimate below leaves these rows out
+    elif native is not None:
         show = opts["settings"].progress if progress is None else bool(progress)
         meta["native"] = await _nt.run_native(
             native["items"], func=func, opts=native["opts"], store=store,
@@ -1015,6 +1039,9 @@ async def _run(
     task = _TranscribeTask(
         list(groups.values()), func=func, aclient=aclient, store=store, opts=opts, params=params
     )
+    if estimate:
+        gateway = await _estimate(task, items, store)
+        return gateway if native is None else _nt.merge_estimate(gateway, native_estimate)
     show = opts["settings"].progress if progress is None else bool(progress)
     bar = Progress(0, desc=f"transcribe {model}", unit="s", show=show, engine=aclient.engine)
     task.bar = _AudioBar(bar)
@@ -1046,6 +1073,47 @@ async def _run(
     sent_failed.update(it.pos for it in items if it.status == "error" and it.error_code)
     local = np.array([it.status == "error" and it.pos not in sent_failed for it in items], bool)
     return check_outcome(result, func=func, frame=result.files, input_failed=local)
+
+
+async def _estimate(task: _TranscribeTask, items: list[_Item], store: Any) -> Estimate:
+    """Audio seconds, requests and cost of the files not in the cache (probed locally: the
+    durations are exact; nothing is sent)."""
+    keys = task.keys()
+    have = store.contains(TASK, task.model, keys) if keys else np.zeros(0, bool)
+    todo = [g for g, hit in zip(task.groups, have, strict=True) if not hit]
+    limit = anyio.CapacityLimiter(2)
+    async with anyio.create_task_group() as tg:
+        for group in todo:
+            tg.start_soon(
+                functools.partial(anyio.to_thread.run_sync, task._probe_one, group, limiter=limit)
+            )
+    sendable = [g for g in todo if g[0].status != "error"]
+    seconds = float(sum(g[0].duration or 0.0 for g in sendable))
+    max_bytes = task.opts["max_bytes"]
+    requests = sum(max(1, -(-(g[0].size or 0) // max_bytes)) for g in sendable)
+    settings = task.opts["settings"]
+    profile = get_profile(settings)
+    quote = profile.price(
+        TASK, task.model, seconds=seconds, word_timestamps=bool(task.opts["word_timestamps"])
+    )
+    return Estimate(
+        func=task.func,
+        model=task.model,
+        rows=len(items),
+        unique=len(task.groups),
+        cached=int(np.count_nonzero(have)),
+        empty=sum(1 for it in items if it.status == "skipped"),
+        errors=sum(1 for it in items if it.status == "error"),
+        requests=requests,
+        quantity=round(seconds, 1),
+        unit="audio seconds",
+        cost_usd=None if quote is None else quote.usd,
+        price_note=None if quote is None else quote.note,
+        rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
+        concurrency=task.opts["concurrency"],
+        **quota_fields(settings, TASK),
+        extra={"hours": seconds / 3600},
+    )
 
 
 class _AudioBar:
@@ -1235,8 +1303,9 @@ async def atranscribe(
       ``"json"`` or ``"text"`` (text only).
     - ``word_timestamps``: None = when the model offers them; True asks for them (an error
       before any request for a model without them); False never.
-    - ``max_upload_mb``: the upload limit (default: the provider profile's, 80 MB on deAPI, or
-      the ``max_upload_mb`` setting). Larger files are split and stitched.
+    - ``max_upload_mb``: the upload limit (default: the provider profile's, on deAPI 20 MB
+      per audio file and 50 MB per video today, 80 MB with ``limits="seed"``, or the
+      ``max_upload_mb`` setting). Larger files are split and stitched.
     - ``cache``: unset = the configured cache; None = off; a folder. Keys use the file's bytes.
     - ``concurrency``: uploads in flight at once for this call (default: the client's).
     - ``keep_audio``: keep the bytes of files up to 25 MB in memory for
@@ -1266,40 +1335,11 @@ async def atranscribe(
     )  # fmt: skip
 
 
-async def atranscribe_folder(
-    path: str | os.PathLike[str],
-    *,
-    pattern: str = "*",
-    recursive: bool = True,
-    extensions: Iterable[str] | None = None,
-    include_hidden: bool = False,
-    model: str = "WhisperLargeV3",
-    language: str | None = None,
-    response_format: str = "verbose_json",
-    word_timestamps: bool | None = None,
-    max_upload_mb: float | None = None,
-    client: Client | AsyncClient | None = None,
-    cache: Any = USE_DEFAULT,
-    progress: bool | None = None,
-    concurrency: int | None = None,
-    keep_audio: bool = False,
-    diarize: bool = False,
-    api: str = "auto",
-) -> TranscriptionResult:
-    """Transcribe every audio and video file in a folder: one ``files`` row per file, always.
-
-    Files are listed in sorted order of their path relative to ``path`` (that relative path is
-    the ``file`` column, which ``segments`` and ``words`` join on). ``pattern`` is matched
-    against the file name (or against the relative path when it contains ``/``);
-    ``extensions`` defaults to the audio and video containers the API takes (``.mp3``,
-    ``.wav``, ``.flac``, ``.m4a``, ``.ogg``, ``.opus``, ``.webm``, ``.mp4``, ``.mov``, ...);
-    files with other extensions are not listed (``result.meta["ignored"]`` counts them).
-    Hidden files and folders are skipped unless ``include_hidden=True``; symbolic links are
-    followed and every real folder is walked once. Other options as in :func:`transcribe`.
-
-    >>> res = await deapi_ds.atranscribe_folder("interviews", pattern="*.mp3")  # doctest: +SKIP
-    """
-    root = os.fspath(path)
+async def _folder_items(
+    data: Any, *, pattern: str, recursive: bool, extensions: Any, include_hidden: bool
+) -> tuple[list[_Item], dict[str, Any]]:
+    """The files of a folder as items (sorted by relative path) and the walk's facts."""
+    root = os.fspath(data)
     if not os.path.exists(root):
         raise InvalidParameterError(f"transcribe_folder(): the folder {root!r} does not exist.")
     if not os.path.isdir(root):
@@ -1332,19 +1372,142 @@ async def atranscribe_folder(
         _Item(pos, rel, path=full, name=os.path.basename(rel))
         for pos, (rel, full) in enumerate(found)
     ]
+    meta = {
+        "source": "folder",
+        "root": root,
+        "ignored": ignored,
+        "unlisted": [str(e.filename) for e in unlisted],
+    }
+    return items, meta
+
+
+async def atranscribe_folder(
+    data: str | os.PathLike[str],
+    *,
+    pattern: str = "*",
+    recursive: bool = True,
+    extensions: Iterable[str] | None = None,
+    include_hidden: bool = False,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    progress: bool | None = None,
+    concurrency: int | None = None,
+    keep_audio: bool = False,
+    diarize: bool = False,
+    api: str = "auto",
+) -> TranscriptionResult:
+    """Transcribe every audio and video file in a folder: one ``files`` row per file, always.
+
+    Files are listed in sorted order of their path relative to ``path`` (that relative path is
+    the ``file`` column, which ``segments`` and ``words`` join on). ``pattern`` is matched
+    against the file name (or against the relative path when it contains ``/``);
+    ``extensions`` defaults to the audio and video containers the API takes (``.mp3``,
+    ``.wav``, ``.flac``, ``.m4a``, ``.ogg``, ``.opus``, ``.webm``, ``.mp4``, ``.mov``, ...);
+    files with other extensions are not listed (``result.meta["ignored"]`` counts them).
+    Hidden files and folders are skipped unless ``include_hidden=True``; symbolic links are
+    followed and every real folder is walked once. Other options as in :func:`transcribe`.
+
+    >>> res = await deapi_ds.atranscribe_folder("interviews", pattern="*.mp3")  # doctest: +SKIP
+    """
+    items, meta = await _folder_items(
+        data,
+        pattern=pattern,
+        recursive=recursive,
+        extensions=extensions,
+        include_hidden=include_hidden,
+    )
     return await _run(
         items, pd.RangeIndex(len(items)), func="transcribe_folder", model=model,
         language=language, response_format=response_format, word_timestamps=word_timestamps,
         max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
-        concurrency=concurrency, keep_audio=keep_audio,
-        meta={"source": "folder", "root": root, "ignored": ignored,
-              "unlisted": [str(e.filename) for e in unlisted]},
-        diarize=diarize, api=api,
+        concurrency=concurrency, keep_audio=keep_audio, meta=meta, diarize=diarize, api=api,
     )  # fmt: skip
 
 
 transcribe = syncify(atranscribe)
 transcribe_folder = syncify(atranscribe_folder)
+
+
+async def aestimate_transcribe(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+    diarize: bool = False,
+    include_metadata: bool = False,
+    api: str = "auto",
+    quote: bool = False,
+) -> Estimate:
+    """What :func:`transcribe` would send (async twin of :func:`estimate_transcribe`)."""
+    series = _as_series(data, column, "estimate_transcribe")
+    items = _items_from_series(series)
+    return await _run(
+        items, series.index, func="transcribe", model=model, language=language,
+        response_format=response_format, word_timestamps=word_timestamps,
+        max_upload_mb=max_upload_mb, client=client, cache=cache, progress=False,
+        concurrency=None, keep_audio=False, meta={}, estimate=True,
+        diarize=diarize, include_metadata=include_metadata, api=api, quote=quote,
+    )  # fmt: skip
+
+
+async def aestimate_transcribe_folder(
+    data: str | os.PathLike[str],
+    *,
+    pattern: str = "*",
+    recursive: bool = True,
+    extensions: Iterable[str] | None = None,
+    include_hidden: bool = False,
+    model: str = "WhisperLargeV3",
+    language: str | None = None,
+    response_format: str = "verbose_json",
+    word_timestamps: bool | None = None,
+    max_upload_mb: float | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`transcribe_folder` would send (async twin of
+    :func:`estimate_transcribe_folder`)."""
+    items, _ = await _folder_items(
+        data,
+        pattern=pattern,
+        recursive=recursive,
+        extensions=extensions,
+        include_hidden=include_hidden,
+    )
+    return await _run(
+        items, pd.RangeIndex(len(items)), func="transcribe_folder", model=model,
+        language=language, response_format=response_format, word_timestamps=word_timestamps,
+        max_upload_mb=max_upload_mb, client=client, cache=cache, progress=False,
+        concurrency=None, keep_audio=False, meta={}, estimate=True,
+    )  # fmt: skip
+
+
+estimate_transcribe = syncify(aestimate_transcribe)
+estimate_transcribe.__doc__ = """What :func:`transcribe` would send: an :class:`~deapi_ds.Estimate` of
+audio seconds (files are read and probed locally, so durations are exact), requests, cost at
+the reference price per audio hour (x1.5 for word timestamps on models that charge for them),
+time and days of daily quota. Same arguments as :func:`transcribe`; nothing is sent.
+
+Rows for deAPI's native API (links; files with ``diarize=True``) count with their own factor
+(x1.5 for diarization / word timestamps on WhisperLargeV3Ct2, +$0.005 per link with
+``include_metadata``); a link's duration is unknown before it is fetched, so it is left out of
+the cost and counted in ``extra["unknown_duration"]`` rather than guessed. ``quote=True`` also
+asks deAPI's price endpoint for each native row (``extra["quote_usd"]``; 50/min and 200/day on
+Basic)."""
+estimate_transcribe_folder = syncify(aestimate_transcribe_folder)
+estimate_transcribe_folder.__doc__ = """What :func:`transcribe_folder` would send (see
+:func:`estimate_transcribe`). Same arguments as :func:`transcribe_folder`; nothing is sent."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import pyarrow as pa
 from ._cache import USE_DEFAULT, NullCache, make_key, resolve_cache
 from ._client import AsyncClient, Client, Video
 from ._common import is_missing
+from ._estimate import Estimate
 from ._exceptions import (
     InvalidParameterError,
     JobFailedError,
@@ -57,12 +58,21 @@ from ._pipeline import (
     Task,
     as_series,
     map_batches,
+    quota_fields,
     run_task,
 )
+from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns
 from ._tasks import resolve_client, syncify
 
-__all__ = ["VideoJob", "VideoJobs", "agenerate_video", "generate_video"]
+__all__ = [
+    "VideoJob",
+    "VideoJobs",
+    "aestimate_generate_video",
+    "agenerate_video",
+    "estimate_generate_video",
+    "generate_video",
+]
 
 TASK = "videos"
 DEFAULT_MODEL = "Ltx2_3_22B_Dist_INT8"
@@ -913,7 +923,7 @@ def _check_video_params(
 
 
 async def agenerate_video(
-    prompt: Any,
+    data: Any,
     column: Any = None,
     *,
     model: str = DEFAULT_MODEL,
@@ -929,12 +939,12 @@ async def agenerate_video(
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
     progress: bool | None = None,
-) -> VideoJob | VideoJobs:
+) -> VideoJobs:
     """Generate videos from text prompts; jobs survive a kernel restart.
 
-    ``prompt`` is a str (returns a :class:`VideoJob`) or a list / Series / DataFrame with
-    ``column=`` (returns a :class:`VideoJobs` frame aligned with the input; the jobs run
-    concurrently). ``size`` is ``"WxH"`` and ``seconds`` the length; both are sent only when
+    ``data`` is a prompt (str), a list / Series, or a DataFrame with ``column=``; the result is
+    always a :class:`VideoJobs` frame aligned with the input (``.jobs[i]`` is row i's
+    :class:`VideoJob`); the jobs run concurrently. ``size`` is ``"WxH"`` and ``seconds`` the length; both are sent only when
     given (the server's defaults apply otherwise).
 
     Each job id is written to the cache the moment the job is created, keyed by prompt, model,
@@ -958,7 +968,7 @@ async def agenerate_video(
     ['ok', 'error']
     """
     _check_poll(poll, max_poll, backoff, timeout, "generate_video")
-    series, single = _prompts(prompt, column)
+    series, _ = _prompts(data, column)
     aclient = resolve_client(client)
     size_text, seconds_text = _check_video_params(aclient, model, size, seconds)
     store = resolve_cache(cache)
@@ -1015,8 +1025,6 @@ async def agenerate_video(
         for job in distinct:
             if job.ok and job.video is not None:
                 await job.adownload(folder)
-    if single:
-        return jobs[0]
     return VideoJobs(
         jobs,
         index=series.index,
@@ -1025,3 +1033,69 @@ async def agenerate_video(
 
 
 generate_video = syncify(agenerate_video)
+
+
+async def aestimate_generate_video(
+    data: Any,
+    column: Any = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    size: str | None = None,
+    seconds: float | str | None = None,
+    client: Client | AsyncClient | None = None,
+    cache: Any = USE_DEFAULT,
+) -> Estimate:
+    """What :func:`generate_video` would send (async twin of :func:`estimate_generate_video`)."""
+    series, _ = _prompts(data, column)
+    aclient = resolve_client(client)
+    size_text, seconds_text = _check_video_params(aclient, model, size, seconds)
+    store = resolve_cache(cache)
+    params = {"size": size_text, "seconds": seconds_text}
+    values = series.tolist()
+    empty = sum(1 for v in values if is_missing(v) or not str(v).strip())
+    keys = list(
+        dict.fromkeys(
+            make_key(TASK, model, params, v)
+            for v in values
+            if not (is_missing(v) or not str(v).strip())
+        )
+    )
+    found = store.lookup(TASK, model, keys, columns=["video"]) if keys else None
+    done = (
+        sum(1 for v in found.column("video").to_pylist() if v)
+        if found is not None and found.num_rows
+        else 0
+    )
+    todo = len(keys) - done
+    settings = aclient.settings
+    profile = get_profile(settings)
+    quote = profile.price(
+        TASK,
+        model,
+        seconds=float(seconds_text) if seconds_text else 2,
+        size=size_text or "256x256",
+    )
+    return Estimate(
+        func="generate_video",
+        model=model,
+        rows=len(values),
+        unique=len(keys),
+        cached=done,
+        empty=empty,
+        errors=0,
+        requests=todo,
+        quantity=todo,
+        unit="videos",
+        cost_usd=None if quote is None else quote.usd * todo,
+        price_note=None if quote is None else quote.note,
+        rpm=settings.rpm_for(TASK) or profile.rpm_for(TASK, settings.effective_tier),
+        concurrency=settings.max_concurrency,
+        **quota_fields(settings, TASK),
+    )
+
+
+estimate_generate_video = syncify(aestimate_generate_video)
+estimate_generate_video.__doc__ = """What :func:`generate_video` would send: an
+:class:`~deapi_ds.Estimate` (video jobs to create, cost at the reference price, days of daily
+quota). Recorded jobs and cached videos are not counted. Same arguments as
+:func:`generate_video`; nothing is sent."""

@@ -84,7 +84,7 @@ print(corpus["topic"].value_counts().sort_index().to_string())
 `estimate` counts requests, tokens, the cost and the time the rate limit needs, and sends
 nothing. Identical texts would be sent once, and rows already in the cache not at all.
 """),
-    code('print(deapi_ds.estimate(corpus, "text"))', check=True),
+    code('print(deapi_ds.estimate_embed(corpus, "text"))', check=True),
     md("""
 ## Embed
 
@@ -436,7 +436,7 @@ print(grid[["prompt", "seed", "width", "height", "status"]].to_string())
         """
 inputs = [DATA / "images" / "house.png", DATA / "images" / "fruit_bowl.png"]
 prompt = "the same scene as a watercolor painting"
-edited = deapi_ds.edit_images(inputs, prompt, seeds=[7], progress=False)
+edited = deapi_ds.edit_images(inputs, prompt=prompt, seeds=[7], progress=False)
 print(edited.summary())
 print(edited[["input", "width", "height", "status"]].to_string())
 """,
@@ -519,12 +519,13 @@ resumes it instead of paying again), polls with backoff and downloads the MP4 wh
 """),
     code(
         """
-job = deapi_ds.generate_video(
+jobs = deapi_ds.generate_video(
     "a paper boat drifting down a rainy street",
     seconds=4,
     poll=0.1 if emulator else 2.0,  # seconds between status checks (growing x1.5)
     progress=False,
 )
+job = jobs.jobs[0]  # one row: its VideoJob
 print(job.status, job.progress, job.video[4:8])
 """,
         check=True,

@@ -213,11 +213,16 @@ def test_failed_requests_become_rows_and_placeholder_tiles(emulator):
     assert again["status"][bad] == "ok" and again["status"][1 - bad] == "cached"
 
 
-def test_every_image_failing_does_not_raise(emulator):
+def test_every_image_failing_raises_with_the_partial_grid(emulator):
+    # issue 14.9: a call whose every image failed the same way is loud, the grid still there
     deapi_ds.set_config(max_retries=0)
     emulator.configure(GEN, error_rate=1.0)
-    out = generate_images("a", seeds=[1, 2, 3], cache=None)
+    with pytest.raises(deapi_ds.BatchError) as info:
+        generate_images("a", seeds=[1, 2, 3], cache=None)
+    out = info.value.partial
+    assert isinstance(out, deapi_ds.ImageResult)
     assert (out["status"] == "error").all() and len(out) == 3
+    assert isinstance(info.value.error, deapi_ds.ServerError)
 
 
 # --- display -------------------------------------------------------------------------------------
@@ -447,7 +452,7 @@ def test_edit_takes_paths_bytes_pil_and_series(emulator, tmp_path, sent):
     inputs = pd.Series(
         [str(path), png(256, 256, "navy"), Image.new("RGBA", (200, 300), "red")], index=[10, 11, 12]
     )
-    out = edit_images(inputs, "make it a watercolor", cache=None)
+    out = edit_images(inputs, prompt="make it a watercolor", cache=None)
     assert out.ok.all() and requests(emulator, EDIT) == 3
     assert out["row"].tolist() == [10, 11, 12]
     assert out["input"].tolist()[0] == "photo.jpg"
@@ -460,25 +465,25 @@ def test_edit_takes_paths_bytes_pil_and_series(emulator, tmp_path, sent):
 
 def test_edit_one_image_many_prompts_and_multi_input(emulator, sent):
     a, b = png(256, 256, "red"), png(256, 256, "blue")
-    out = edit_images(a, ["make it blue", "make it green"], seeds=[1, 2], cache=None)
+    out = edit_images(a, prompt=["make it blue", "make it green"], seeds=[1, 2], cache=None)
     assert len(out) == 4 and out["row"].tolist() == [0, 0, 1, 1]
     assert out["prompt"].tolist() == ["make it blue"] * 2 + ["make it green"] * 2
-    combo = edit_images([(a, b)], "combine them", cache=None)
+    combo = edit_images([(a, b)], prompt="combine them", cache=None)
     assert combo.ok.all() and len(sent[-1]["images"]) == 2
     assert combo["input"][0] == "<image_0.png> + <image_1.png>"
 
 
 def test_edit_cache_key_includes_the_input_bytes(emulator):
-    edit_images(png(256, 256, "red"), "sepia", seeds=1)
-    again = edit_images(png(256, 256, "red"), "sepia", seeds=1)
+    edit_images(png(256, 256, "red"), prompt="sepia", seeds=1)
+    again = edit_images(png(256, 256, "red"), prompt="sepia", seeds=1)
     assert again["status"].tolist() == ["cached"] and requests(emulator, EDIT) == 1
-    edit_images(png(256, 256, "green"), "sepia", seeds=1)
+    edit_images(png(256, 256, "green"), prompt="sepia", seeds=1)
     assert requests(emulator, EDIT) == 2
 
 
 def test_mask_is_refused_locally(emulator):
     with pytest.raises(deapi_ds.InvalidParameterError, match="inpainting.*prompt"):
-        edit_images(png(), "remove the car", mask=png())
+        edit_images(png(), prompt="remove the car", mask=png())
     assert requests(emulator, EDIT) == 0
 
 
@@ -487,7 +492,7 @@ def test_models_that_cannot_edit_are_named(emulator):
         deapi_ds.InvalidParameterError,
         match="Flux1schnell.*cannot do img2img.*Flux_2_Klein_4B_BF16, QwenImageEdit_Plus_NF4",
     ):
-        edit_images(png(), "make it blue", model="Flux1schnell")
+        edit_images(png(), prompt="make it blue", model="Flux1schnell")
     assert requests(emulator, EDIT) == 0
 
 
@@ -504,12 +509,12 @@ def test_models_that_cannot_edit_are_named(emulator):
 )
 def test_upload_limits_are_checked_before_spending(emulator, image, match):
     with pytest.raises(deapi_ds.InvalidParameterError, match=match):
-        edit_images([image()], "make it blue")
+        edit_images([image()], prompt="make it blue")
     assert requests(emulator, EDIT) == 0
 
 
 def test_one_bad_input_fails_only_its_rows(emulator):
-    out = edit_images([png(), png(16, 16), None], "make it blue", n=2, cache=None)
+    out = edit_images([png(), png(16, 16), None], prompt="make it blue", n=2, cache=None)
     assert out["status"].tolist() == ["ok", "ok", "error", "error", "empty", "empty"]
     assert "16x16 px" in out["error"][2] and "row 1" in out["error"][2]
     assert requests(emulator, EDIT) == 1
@@ -517,10 +522,10 @@ def test_one_bad_input_fails_only_its_rows(emulator):
 
 def test_edit_sizes_and_counts(emulator, sent):
     with pytest.raises(deapi_ds.InvalidParameterError, match="1536"):
-        edit_images(png(), "x", size="2048x2048")
+        edit_images(png(), prompt="x", size="2048x2048")
     with pytest.raises(deapi_ds.InvalidParameterError, match="2 images and 3 prompts"):
-        edit_images([png(), png()], ["a", "b", "c"])
-    out = edit_images(png(), "x", size="512x512", n=5, cache=None)
+        edit_images([png(), png()], prompt=["a", "b", "c"])
+    out = edit_images(png(), prompt="x", size="512x512", n=5, cache=None)
     assert sorted(c["n"] for c in sent) == [1, 4] and (out["width"] == 512).all()
 
 
@@ -532,7 +537,7 @@ def test_async_functions(emulator):
 
     async def main():
         gen = await agenerate_images(["a", "b"], seeds=1, cache=None, progress=False)
-        ed = await aedit_images(png(), "x", cache=None, progress=False)
+        ed = await aedit_images(png(), prompt="x", cache=None, progress=False)
         return gen, ed
 
     gen, ed = anyio.run(main)

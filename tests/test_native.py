@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 
 import anyio
@@ -16,7 +15,6 @@ from deapi_ds._config import get_config
 from deapi_ds._exceptions import QuotaExceededError
 from deapi_ds._native import (
     AsyncNativeClient,
-    DailyQuota,
     NativeClient,
     NativeRequest,
     ocr_request,
@@ -145,31 +143,30 @@ def test_transcription_request_checks_before_spending():
     assert "3 bytes" in repr(f) and "abc" not in repr(f)
 
 
-def test_daily_quota_counts_per_utc_day():
-    now = [dt.datetime(2026, 12, 7, 23, 0, tzinfo=dt.UTC)]
-    quota = DailyQuota(lambda ep: 2 if ep == "v2.jobs" else None, now=lambda: now[0])
-    quota.take("v2.jobs")
-    quota.take("v2.jobs")
-    for _ in range(5):
-        quota.take("v2.models")  # no daily limit
-    with pytest.raises(QuotaExceededError, match="daily limit of 2") as info:
-        quota.take("v2.jobs")
-    assert info.value.retry_after == pytest.approx(3600) and info.value.limit == 2
-    assert isinstance(info.value, deapi_ds.RateLimitError) and not info.value.retryable
-    now[0] += dt.timedelta(hours=1, seconds=1)  # past midnight UTC
-    quota.take("v2.jobs")
-    assert quota.remaining("v2.jobs") == 1
+def test_daily_quotas_shared_with_the_gateway_stop_before_sending():
+    from deapi_ds._profiles import quota_endpoint
+    from deapi_ds._quota import record_requests
 
-
-def test_basic_limits_come_from_the_profile():
+    assert quota_endpoint("v2.jobs") == "jobs" and quota_endpoint("v2.price") == "price"
+    assert quota_endpoint("v2.audio.transcriptions") == "audio.transcriptions"
+    assert quota_endpoint("v2.images.ocr") == "images.ocr"
     profile = deapi_ds._profiles.DEAPI
-    assert profile.rpm_for("v2.jobs", "basic") == 50 and profile.rpd_for("v2.jobs", "basic") == 200
-    assert (
-        profile.rpm_for("v2.price", "basic") == 50 and profile.rpd_for("v2.price", "basic") == 200
-    )
-    assert profile.rpd_for("v2.jobs", "premium") is None
-    client = AsyncNativeClient(api_key=KEY)
+    assert profile.rpm_for("v2.jobs", "basic") == 50 and profile.daily_quota("jobs", "basic") == 200
+    assert profile.daily_quota("images.ocr", "basic") == 50
+    emu = Emulator()
+    client = _client(emu, tier="basic", max_retries=0)
     assert client.tier == "basic" and client.engine.limiter("v2.jobs").rpm == 50
+    native_settings = get_config(
+        api_key=KEY, tier="basic", base_url=client.settings.native_base_url
+    )
+    record_requests("v2.jobs", 200, settings=native_settings)  # today's 200 reads are used
+
+    async def go():
+        with pytest.raises(QuotaExceededError):
+            await client.job("5c0d192f-e49d-470c-a7bc-05c7f49fea74")
+
+    anyio.run(go)
+    assert emu.stats("v2.jobs")["requests"] == 0  # refused before anything was sent
 
 
 def test_parse_job_shapes():

@@ -151,21 +151,15 @@ def test_quality_flags_and_link_normalisation():
     assert nt.is_link("https://kick.com/a/videos/b") and not nt.is_link("/tmp/a.mp3")
 
 
-def test_estimate_counts_audio_hours_factor_and_unknown_links(emu, talk):
-    plain = deapi_ds.estimate_transcribe([talk, PODCAST])
+def test_estimate_counts_native_rows_factor_and_unknown_links(emu, talk):
+    plain = deapi_ds.estimate_transcribe([talk])
     diar = deapi_ds.estimate_transcribe([talk, PODCAST], diarize=True, include_metadata=True)
-    assert (
-        plain["seconds"].iloc[0] == pytest.approx(diar["seconds"].iloc[0])
-        and plain["seconds"].iloc[0] > 5
-    )
-    assert diar["estimate_usd"].iloc[0] == pytest.approx(plain["estimate_usd"].iloc[0] * 1.5)
-    assert plain["estimate_usd"].iloc[0] == pytest.approx(plain["seconds"].iloc[0] / 3600 * 0.05)
-    assert pd.isna(diar["estimate_usd"].iloc[1]) and diar.attrs["unknown"] == 1  # a link: unknown
-    assert diar.attrs["hours"] == pytest.approx(diar["seconds"].iloc[0] / 3600)
-    assert emu.stats("v2.price")["requests"] == 0  # estimates send nothing
+    assert diar.quantity == pytest.approx(plain.quantity, abs=0.1) and plain.quantity > 5
+    assert diar.cost_usd == pytest.approx(plain.cost_usd * 1.5, rel=1e-3)  # x1.5; the link: unknown
+    assert diar.extra["unknown_duration"] == 1 and "unknown duration" in diar.price_note
+    assert diar.requests == 2 and emu.native.submitted() == 0
+    assert emu.stats("v2.price")["requests"] == 0  # an estimate sends nothing
     quoted = deapi_ds.estimate_transcribe(
         [PODCAST], diarize=True, include_metadata=True, quote=True
     )
-    assert quoted["quote_usd"].iloc[0] > 0.005 and emu.stats("v2.price")["requests"] == 1
-    hour = deapi_ds.estimate_transcribe([PODCAST], duration_seconds=3600)
-    assert hour["estimate_usd"].iloc[0] == pytest.approx(0.05)
+    assert quoted.extra["quote_usd"] > 0.005 and emu.stats("v2.price")["requests"] == 1

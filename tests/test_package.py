@@ -103,10 +103,8 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
 def test_native_layer_public_helpers_and_imports():
     for name in (
         "abalance",
-        "aestimate_transcribe",
         "aquote",
         "balance",
-        "estimate_transcribe",
         "quote",
     ):
         assert name in deapi_ds.__all__

@@ -121,8 +121,10 @@ def test_partial_answers_keep_valid_items_and_reask_only_the_missing(scripted):
     texts = [f"text {i}" for i in range(8)]
     # missing 1, index 2 twice, an out-of-range index: 0 and 3..7 are kept
     script.append(
-        lambda v: [_item(0, v[0]), _item(2, v[2]), _item(2, v[3]), _item(99, v[1])]
-        + [_item(i, v[i]) for i in range(3, 8)]
+        lambda v: (
+            [_item(0, v[0]), _item(2, v[2]), _item(2, v[3]), _item(99, v[1])]
+            + [_item(i, v[i]) for i in range(3, 8)]
+        )
     )
     res = deapi_ds.embed(texts, cache=None)
     assert (res.status == "ok").all()
@@ -239,3 +241,54 @@ def test_progress_adapter_counts_weights_cached_and_failed():
     assert real.n == 7 and real.cached == 4 and real.failed == 1
     p.close()
     assert real.n == 10
+
+
+def test_one_estimate_type_for_every_task(emulator, tmp_path):
+    from deapi_ds.emulator._media import synthesize_speech
+
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(synthesize_speech("An estimate, not a run.", voice="af_bella", fmt="wav"))
+    estimates = {
+        "embed": deapi_ds.estimate_embed(["a", "b", "a", None]),
+        "speak": deapi_ds.estimate_speak(["Hello there."], voice=["af_bella", "am_adam"]),
+        "generate_images": deapi_ds.estimate_generate_images("a fox", seeds=[1, 2], n=2),
+        "edit_images": deapi_ds.estimate_edit_images(audio_png(), prompt="blue"),
+        "transcribe": deapi_ds.estimate_transcribe([audio]),
+        "transcribe_folder": deapi_ds.estimate_transcribe_folder(tmp_path),
+        "generate_video": deapi_ds.estimate_generate_video(["a kite", "a kite", None]),
+    }
+    paid = {ep: c for ep, c in emulator.stats().items() if ep != "models" and c.get("ok")}
+    assert not paid, paid  # nothing was sent
+    for func, est in estimates.items():
+        assert type(est) is deapi_ds.Estimate and est.func == func
+        assert est.requests >= 1 and est.cost_usd is not None and "not a quote" in str(est)
+    assert estimates["embed"].unique == 2 and estimates["embed"].empty == 1
+    assert estimates["generate_images"].quantity == 4
+    tr = estimates["transcribe"]
+    assert tr.unit == "audio seconds" and tr.quantity == pytest.approx(
+        estimates["transcribe_folder"].quantity
+    )
+    assert estimates["generate_video"].requests == 1  # the repeated prompt is one job
+    deapi_ds.transcribe([audio])
+    assert deapi_ds.estimate_transcribe([audio]).requests == 0  # cached now
+
+
+def test_functions_that_return_one_type(emulator):
+    import inspect
+
+    for name in ("embed", "speak", "generate_images", "edit_images", "generate_video"):
+        params = inspect.signature(getattr(deapi_ds, f"a{name}")).parameters
+        assert list(params)[:2] == ["data", "column"], name
+        assert "dry_run" not in params
+    jobs = deapi_ds.generate_video("a single prompt", poll=0.01)
+    assert isinstance(jobs, deapi_ds.VideoJobs) and len(jobs) == 1
+    with pytest.warns(DeprecationWarning, match="estimate_embed"):
+        deapi_ds.estimate(["x"])
+
+
+def audio_png():
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), "red").save(buf, "PNG")
+    return buf.getvalue()

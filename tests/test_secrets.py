@@ -77,7 +77,7 @@ def test_key_appears_nowhere(live_like, caplog):
     heard = deapi_ds.transcribe([clip])
     images = deapi_ds.generate_images(["a red kite"], size="256x256")
     url_images = deapi_ds.generate_images(["a blue kite"], size="256x256", response_format="url")
-    video = deapi_ds.generate_video("a paper boat", folder=tmp_path / "videos", poll=0.01)
+    video = deapi_ds.generate_video("a paper boat", folder=tmp_path / "videos", poll=0.01).jobs[0]
     frame = deapi_ds.models()
     assert emb.frame["status"].eq("ok").all() and heard.files["status"].eq("ok").all()
     assert images.frame["status"].eq("ok").all() and url_images.frame["status"].eq("ok").all()

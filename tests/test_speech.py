@@ -344,13 +344,18 @@ def test_async_twin_gives_the_same_result(emulator):
 
 
 def test_speech_formats_follow_configuration(emulator):
+    """speech_formats names the formats the server returns itself; others are converted."""
+    import warnings
+
     import deapi_ds
 
-    with deapi_ds.config_context(speech_formats="mp3"):
-        with pytest.raises(deapi_ds.InvalidParameterError, match="mp3"):
-            deapi_ds.speak(["Hello there."], response_format="wav", cache=None)
-        out = deapi_ds.speak(["Hello there."], response_format="mp3", cache=None)
-        assert list(out.frame["status"]) == ["ok"]
+    emulator.speech_formats = ("mp3",)  # an mp3-only server: a wav request would get 400
+    with deapi_ds.config_context(speech_formats="mp3", limits="seed"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no refused request, no fallback warning
+        out = deapi_ds.speak(["Hello there."], response_format="wav", cache=None)
+    assert list(out.frame["status"]) == ["ok"]
+    assert _media.probe(out.audio.iloc[0], name="x.wav").container == "wav"
+    assert requests(emulator) == 1
 
 
 # --------------------------------------------------------------------------- review additions

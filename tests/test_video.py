@@ -49,7 +49,7 @@ def restart() -> None:
 
 
 def test_single_job_lifecycle(emu, tmp_path):
-    job = generate_video("a lighthouse at dusk", wait=False, **FAST)
+    job = generate_video("a lighthouse at dusk", wait=False, **FAST).jobs[0]
     assert isinstance(job, VideoJob)
     assert job.id.startswith("video_") and job.status == "queued" and job.progress == 0
     assert counts(emu) == (1, 0, 0)
@@ -69,7 +69,7 @@ def test_single_job_lifecycle(emu, tmp_path):
 
 
 def test_wait_true_polls_and_downloads_immediately(emu):
-    job = generate_video("a red kite over hills", **FAST)
+    job = generate_video("a red kite over hills", **FAST).jobs[0]
     assert job.status == "completed" and job.video is not None
     assert counts(emu) == (1, 2, 1)
     assert job.seconds == "2" and job.size == "256x256"
@@ -105,11 +105,11 @@ def test_dataframe_column_input(emu):
 
 
 def test_failed_single_job_records_or_raises(emu):
-    job = generate_video("please fail now", **FAST)
+    job = generate_video("please fail now", **FAST).jobs[0]
     assert job.status == "error" and job.server_status == "failed"
     assert job.error_type == "JobFailedError" and job.video is None
     assert counts(emu)[2] == 0  # nothing to download
-    other = generate_video("another fail", wait=False, **FAST)
+    other = generate_video("another fail", wait=False, **FAST).jobs[0]
     with pytest.raises(deapi_ds.JobFailedError) as info:
         other.wait(poll=0.01, raise_on_error=True)
     assert info.value.job_id == other.id
@@ -125,7 +125,7 @@ def test_a_create_error_is_a_row_and_the_other_jobs_go_on(emu):
 
 def test_timeout_returns_unfinished_jobs(emu):
     emu.video_polls_to_complete = 1000
-    job = generate_video("a slow one", timeout=0.05, **FAST)
+    job = generate_video("a slow one", timeout=0.05, **FAST).jobs[0]
     assert job.status == "in_progress" and not job.done
     assert counts(emu)[2] == 0
 
@@ -157,7 +157,7 @@ def test_resume_after_a_restart_pays_nothing_again(emu):
 
 
 def test_job_id_is_recorded_before_polling(emu, tmp_path):
-    job = generate_video("a recorded job", wait=False, **FAST)
+    job = generate_video("a recorded job", wait=False, **FAST).jobs[0]
     table = _cache.default_cache().lookup(
         "videos", "Ltx2_3_22B_Dist_INT8", [job._key], columns=["video_id"]
     )
@@ -165,35 +165,35 @@ def test_job_id_is_recorded_before_polling(emu, tmp_path):
 
 
 def test_rerun_after_a_failure_creates_a_new_job(emu):
-    first = generate_video("this will fail", **FAST)
+    first = generate_video("this will fail", **FAST).jobs[0]
     assert first.status == "error"
-    second = generate_video("this will fail", **FAST)
+    second = generate_video("this will fail", **FAST).jobs[0]
     assert counts(emu)[0] == 2
     assert second.id != first.id and second.status == "error"
 
 
 def test_unknown_recorded_job_is_created_again(emu):
-    generate_video("a kite", wait=False, **FAST)
+    generate_video("a kite", wait=False, **FAST).jobs[0]
     fresh = wire(Emulator(video_polls_to_complete=1))  # a service that forgot every job
-    job = generate_video("a kite", **FAST)
+    job = generate_video("a kite", **FAST).jobs[0]
     assert job.ok and not job.resumed
     assert fresh.stats("videos")["requests"] == 1
     assert fresh.stats("videos.retrieve")["errors"] == 1  # the 404 for the recorded id
 
 
 def test_a_completed_job_whose_result_expired_is_created_again(emu, monkeypatch):
-    job = generate_video("a kite", wait=False, **FAST)
+    job = generate_video("a kite", wait=False, **FAST).jobs[0]
     job.wait(poll=0.01, download=False)  # done, never downloaded
     assert job.ok and job.video is None and job.expires_at
     later = job.expires_at + 1
     monkeypatch.setattr(video, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
-    again = generate_video("a kite", **FAST)
+    again = generate_video("a kite", **FAST).jobs[0]
     assert again.ok and again.id != job.id
     assert counts(emu)[0] == 2
 
 
 def test_from_id_resumes_any_job(emu):
-    job = generate_video("a moonrise", wait=False, **FAST)
+    job = generate_video("a moonrise", wait=False, **FAST).jobs[0]
     restart()
     client = deapi_ds.Client(
         api_key="dpn-sk-0|emulator", base_url=EMULATOR_BASE_URL, transport=emu.transport()
@@ -219,7 +219,7 @@ def test_polling_backs_off_from_1s_by_1_5_up_to_10s(monkeypatch):
         await anyio.sleep(0)
 
     monkeypatch.setattr(video, "_sleep", fake_sleep)
-    job = generate_video("a long one", size="256x256", seconds=2)
+    job = generate_video("a long one", size="256x256", seconds=2).jobs[0]
     assert job.ok
     assert delays == pytest.approx([1.0, 1.5, 2.25, 3.375, 5.0625, 7.59375, 10.0, 10.0, 10.0])
     assert counts(emu)[1] == 9
@@ -262,7 +262,7 @@ def test_bad_parameters_raise_before_spending(emu):
         ({"poll": 5, "max_poll": 1}, r"'max_poll'.*must be >= poll"),
     ]:
         with pytest.raises(deapi_ds.InvalidParameterError, match=pattern):
-            generate_video("x", **kwargs)
+            generate_video("x", **kwargs).jobs[0]
     with pytest.raises(deapi_ds.InvalidParameterError, match="not a str"):
         generate_video(["ok", 3])
     assert counts(emu) == (0, 0, 0)
@@ -401,7 +401,7 @@ def test_ctrl_c_during_wait_leaves_the_jobs_resumable(emu):
 
 
 def test_downloading_a_failed_job_says_why_there_is_no_video(emu):
-    job = generate_video("please fail now", **FAST)
+    job = generate_video("please fail now", **FAST).jobs[0]
     with pytest.raises(deapi_ds.InvalidParameterError, match="has no video to download: .*failed"):
         job.download()
     assert counts(emu)[2] == 0

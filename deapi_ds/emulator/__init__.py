@@ -94,6 +94,28 @@ result-URL lifetime, Basic limits (``emu.native.limits("basic")``) and scripted 
 Other options: ``Emulator(api_key="dpn-sk-x")`` accepts only that key;
 ``error_style="native"`` answers deAPI's native ``{"message", "errors"}`` shape (422 for
 validation); ``speech_formats=("mp3",)`` emulates the mp3-only gateway.
+
+Seed or today
+-------------
+``Emulator(profile="today")`` plays deAPI as its docs describe it on 2026-08-19: speech in mp3
+only (another ``response_format`` gets 400), 20 MB per audio upload and 50 MB per video (413
+above), 75 MB per request body, and the Basic tier's daily quotas (``tier="premium"``: none):
+embeddings 500, transcriptions 10, image generations 100, edits 15, speech 300, videos 15,
+video status 200 per UTC day. A spent quota answers 429 ``{"message": "Too Many Attempts."}``
+with ``Retry-After``, ``X-RateLimit-Limit``, ``X-RateLimit-Remaining: 0`` and
+``X-RateLimit-Reset``. The default ``profile="seed"`` keeps the seed document's behaviour (mp3,
+wav, flac, opus; 80 MB; no quotas). ``daily_quotas={"embeddings": 3}`` sets quotas directly and
+``utc_clock=`` (Unix seconds) lets a test move past 00:00 UTC:
+
+>>> now = [86400 * 20000 + 3600.0]
+>>> emu = Emulator(profile="today", daily_quotas={"embeddings": 1}, utc_clock=lambda: now[0])
+>>> ask = lambda: emu.handle("POST", "/v1/embeddings", {"Authorization": "Bearer dpn-sk-t"},
+...                          b'{"model": "Bge_M3_FP16", "input": "hi"}')
+>>> ask().status, ask().status, ask().json()
+(200, 429, {'message': 'Too Many Attempts.'})
+>>> now[0] += 86400
+>>> ask().status
+200
 """
 
 from __future__ import annotations

@@ -262,11 +262,29 @@ class Emulator:
         ``failed`` when its prompt contains the word "fail"). 0 completes jobs at creation.
     url_ttl
         Seconds an image URL (``response_format="url"``) stays downloadable.
+    profile
+        Which deAPI to play: ``"seed"`` (default: the seed document: mp3/wav/flac/opus speech,
+        80 MB uploads, no daily quotas) or ``"today"`` (deAPI's docs of 2026-08-19: mp3-only
+        speech, 20 MB audio / 50 MB video uploads, 75 MB request bodies, daily quotas per
+        endpoint on the Basic tier).
+    tier
+        ``"basic"`` (default) or ``"premium"``: which daily quotas of the profile apply
+        (Premium has none; the seed profile has none either).
+    daily_quotas
+        Requests per UTC day per endpoint key, replacing the profile's (e.g.
+        ``{"embeddings": 500}``). Once spent: 429 ``{"message": "Too Many Attempts."}`` with
+        ``Retry-After`` (seconds to 00:00 UTC), ``X-RateLimit-Limit``,
+        ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` (Unix time of the reset), as
+        deAPI's Laravel throttle sends it. Every request past the authentication counts.
+    utc_clock
+        Unix time in seconds (default ``time.time``): the UTC day of the quota counters.
+        Inject a fake one to simulate the reset at 00:00 UTC.
     max_upload_bytes
-        Largest transcription upload; larger files get 413.
+        Largest transcription upload, audio and video alike (default: the profile's); larger
+        files get 413.
     speech_formats
-        Output formats ``/v1/audio/speech`` accepts (deAPI's seed document lists mp3, wav,
-        flac and opus; its newest reference says mp3 only: pass ``("mp3",)`` to emulate that).
+        Output formats ``/v1/audio/speech`` accepts (default: the profile's; deAPI's seed
+        document lists mp3, wav, flac and opus, today's docs mp3 only).
     error_style
         ``"openai"`` (default): ``{"error": {message, type, param, code}}``. ``"native"``:
         deAPI's native shape ``{"message": ..., "errors": {field: [...]}}`` with 422 for
@@ -285,12 +303,28 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
         video_polls_to_complete: int = 3,
         url_ttl: float = 600.0,
-        max_upload_bytes: int = 80 * 1024 * 1024,
-        speech_formats: Iterable[str] = M.SPEECH_FORMATS,
+        max_upload_bytes: int | None = None,
+        speech_formats: Iterable[str] | None = None,
         error_style: str = "openai",
+        profile: str = "seed",
+        tier: str = "basic",
+        daily_quotas: Mapping[str, int] | None = None,
+        utc_clock: Callable[[], float] = time.time,
     ) -> None:
         if error_style not in ("openai", "native"):
             raise ValueError(f"error_style must be 'openai' or 'native'. Got {error_style!r}.")
+        if profile not in M.LIMITS:
+            raise ValueError(f"profile must be one of {sorted(M.LIMITS)}. Got {profile!r}.")
+        if tier not in ("basic", "premium"):
+            raise ValueError(f"tier must be 'basic' or 'premium'. Got {tier!r}.")
+        limits = M.LIMITS[profile]
+        if speech_formats is None:
+            speech_formats = limits.speech_formats
+        quotas = dict(limits.daily_quotas.get(tier, {}) if daily_quotas is None else daily_quotas)
+        for name, value in quotas.items():
+            self._targets(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"daily_quotas[{name!r}] must be an int >= 0. Got {value!r}.")
         if video_polls_to_complete < 0:
             raise ValueError(
                 f"video_polls_to_complete must be >= 0. Got {video_polls_to_complete!r}."
@@ -306,8 +340,18 @@ class Emulator:
         self.clock = clock
         self.video_polls_to_complete = int(video_polls_to_complete)
         self.url_ttl = float(url_ttl)
-        self.max_upload_bytes = int(max_upload_bytes)
+        self.profile = profile
+        self.tier = tier
+        self.limits = limits
+        self.max_upload_bytes = int(max_upload_bytes or limits.max_audio_bytes)
+        self.max_video_upload_bytes = int(max_upload_bytes or limits.max_video_bytes)
+        self.max_request_bytes = None if max_upload_bytes else limits.max_request_bytes
         self.speech_formats = formats
+        #: requests per UTC day per endpoint key (see ``daily_quotas``); change freely
+        self.daily_quotas: dict[str, int] = quotas
+        self.utc_clock = utc_clock
+        self._quota_day: int | None = None
+        self._quota_used: dict[str, int] = {}
         self.error_style = error_style
         self._lock = threading.RLock()
         self._configs: dict[str, EndpointConfig] = {ep: EndpointConfig() for ep in ENDPOINTS}
@@ -353,6 +397,49 @@ class Emulator:
         #: deAPI's native v2 API (``/api/v2/...``): jobs, prices, balance, models.
         self.native = NativeAPI(self)
         self._routes.extend(self.native.routes())
+
+    def quota_used(self, endpoint: str) -> int:
+        """Requests counted today against ``endpoint``'s daily quota."""
+        with self._lock:
+            self._roll_day()
+            return self._quota_used.get(endpoint, 0)
+
+    def reset_quotas(self) -> None:
+        """Zero today's daily-quota counters (as if 00:00 UTC had just passed)."""
+        with self._lock:
+            self._quota_used.clear()
+
+    def _roll_day(self) -> float:
+        now = float(self.utc_clock())
+        day = int(now // 86400)
+        if day != self._quota_day:
+            self._quota_day = day
+            self._quota_used.clear()
+        return now
+
+    def _daily_quota(self, endpoint: str) -> _ApiError | None:
+        """Count one request against the endpoint's daily quota; the 429 once it is spent."""
+        limit = self.daily_quotas.get(endpoint)
+        if limit is None:
+            return None
+        with self._lock:
+            now = self._roll_day()
+            used = self._quota_used.get(endpoint, 0)
+            if used < limit:
+                self._quota_used[endpoint] = used + 1
+                return None
+        reset = (int(now // 86400) + 1) * 86400
+        return _ApiError(
+            429,
+            "Too Many Attempts.",
+            headers={
+                "Retry-After": str(max(1, math.ceil(reset - now))),
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset),
+                "X-RateLimit-Source": "daily",
+            },
+        )
 
     def __repr__(self) -> str:
         key = "any dpn-sk- key" if self.api_key is None else "a fixed key"
@@ -544,6 +631,15 @@ class Emulator:
             return self._finish(
                 req, endpoint, request_id, self._error_response(auth_error, endpoint)
             )
+        quota_error = self._daily_quota(endpoint)
+        if quota_error is not None:  # deAPI's throttle answers in its own shape on every host
+            body = json.dumps({"message": quota_error.message}).encode("utf-8")
+            response = EmulatorResponse(
+                429, {"Content-Type": "application/json", **quota_error.headers}, body, endpoint
+            )
+            with self._lock:
+                self._stats[endpoint]["rate_limited"] += 1
+            return self._finish(req, endpoint, request_id, response)
         with self._lock:
             decision = self._configs[endpoint].decide(self.clock())
         req.decision = decision
@@ -1084,11 +1180,15 @@ class Emulator:
     # ------------------------------------------------------------------ transcription
 
     def _transcribe(self, req: _Request) -> _Result:
-        if len(req.body) > self.max_upload_bytes + 1024 * 1024:
+        body_limit = self.max_request_bytes or (
+            max(self.max_upload_bytes, self.max_video_upload_bytes) + 1024 * 1024
+        )
+        if len(req.body) > body_limit:
             raise _ApiError(
                 413,
-                f"Request body of {len(req.body) / 1e6:.1f} MB is too large; the audio file limit "
-                f"is {self.max_upload_bytes / 1e6:.0f} MB. Split the audio first.",
+                f"Request body of {len(req.body) / 1e6:.1f} MB is too large; the limit is "
+                f"{body_limit / 2**20:.0f} MB per request (audio files "
+                f"{self.max_upload_bytes / 2**20:.0f} MB). Split the audio first.",
                 param="file",
                 code="file_too_large",
             )
@@ -1108,11 +1208,14 @@ class Emulator:
             )
         upload = files[0]
         filename = upload.filename or "file"
-        if len(upload.data) > self.max_upload_bytes:
+        is_video = ("." + filename.rsplit(".", 1)[-1].lower()) in M.VIDEO_EXTENSIONS
+        file_limit = self.max_video_upload_bytes if is_video else self.max_upload_bytes
+        if len(upload.data) > file_limit:
+            kind = "video" if is_video else "audio"
             raise _ApiError(
                 413,
-                f"File '{filename}' is {len(upload.data) / 1e6:.1f} MB; the limit is "
-                f"{self.max_upload_bytes / 1e6:.0f} MB. Split the audio first.",
+                f"File '{filename}' is {len(upload.data) / 1e6:.1f} MB; the {kind} file limit is "
+                f"{file_limit / 2**20:.0f} MB. Split the audio first.",
                 param="file",
                 code="file_too_large",
             )

@@ -242,6 +242,54 @@ ALL_VOICES: frozenset[str] = frozenset(OPENAI_VOICE_ALIASES) | frozenset(
 #: Speech output formats deAPI's seed document lists (the emulator default allowed set).
 SPEECH_FORMATS: tuple[str, ...] = ("mp3", "wav", "flac", "opus")
 
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeapiLimits:
+    """Which deAPI the emulator plays: the seed document's or today's (deAPI docs of 2026-08-19).
+
+    ``speech_formats``: what ``/v1/audio/speech`` returns (others get 400).
+    ``max_audio_bytes`` / ``max_video_bytes``: largest transcription upload per file (413 above);
+    ``max_request_bytes``: the whole request body (413 above; None: no separate check).
+    ``daily_quotas``: tier -> endpoint key -> requests per UTC day (429
+    ``{"message": "Too Many Attempts."}`` once spent; counters reset at 00:00 UTC).
+    """
+
+    name: str
+    speech_formats: tuple[str, ...]
+    max_audio_bytes: int
+    max_video_bytes: int
+    max_request_bytes: int | None
+    daily_quotas: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+#: Basic tier requests per day (deAPI's v2 limits page); Premium has no daily limit.
+BASIC_DAILY_QUOTAS: dict[str, int] = {
+    "embeddings": 500,
+    "audio.transcriptions": 10,
+    "images.generations": 100,
+    "images.edits": 15,
+    "audio.speech": 300,
+    "videos": 15,
+    "videos.retrieve": 200,
+}
+
+LIMITS: dict[str, DeapiLimits] = {
+    "seed": DeapiLimits("seed", SPEECH_FORMATS, 80 * _MB, 80 * _MB, None),
+    "today": DeapiLimits(
+        "today",
+        ("mp3",),
+        20 * _MB,
+        50 * _MB,
+        75 * _MB,
+        {"basic": BASIC_DAILY_QUOTAS, "premium": {}},
+    ),
+}
+
+#: Upload extensions treated as video (their limit is ``max_video_bytes``).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".wmv", ".mkv", ".m4v", ".mpeg", ".mpg"})
+
 SPEECH_CONTENT_TYPES: dict[str, str] = {
     "mp3": "audio/mpeg",
     "wav": "audio/wav",
