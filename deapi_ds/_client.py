@@ -419,9 +419,11 @@ class AsyncClient:
 
     @property
     def base_url(self) -> str:
+        """The API's base URL, e.g. ``https://api.deapi.ai/v1``."""
         return self.settings.base_url
 
     async def aclose(self) -> None:
+        """Close the connections (also done on leaving ``async with AsyncClient() as c:``)."""
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -747,10 +749,12 @@ class Client:
 
     @property
     def settings(self) -> Settings:
+        """The configuration this client was built with (a :class:`Settings`)."""
         return self._async.settings
 
     @property
     def engine(self) -> Engine:
+        """The engine that rate-limits, retries and bounds concurrency for this client."""
         return self._async.engine
 
     @property
@@ -765,6 +769,7 @@ class Client:
         return run_sync(go)
 
     def close(self) -> None:
+        """Close the connections (also done on leaving ``with Client() as c:``)."""
         run_sync(self._async.aclose)
 
     def __enter__(self) -> Client:
@@ -774,31 +779,41 @@ class Client:
         self.close()
 
     def models(self) -> list[ModelInfo]:
+        """``GET /v1/models``: the models this key can use."""
         return self._run(self._async.models)
 
     def embeddings(self, input: str | Sequence[str], **kwargs: Any) -> EmbeddingsResult:
+        """``POST /v1/embeddings`` for one batch of texts (see :func:`deapi_ds.embed` for columns)."""
         return self._run(self._async.embeddings, input, **kwargs)
 
     def images_generate(self, prompt: str, **kwargs: Any) -> ImagesResult:
+        """``POST /v1/images/generations`` (see :func:`deapi_ds.generate_images` for many prompts)."""
         return self._run(self._async.images_generate, prompt, **kwargs)
 
     def images_edit(self, images: Any, prompt: str, **kwargs: Any) -> ImagesResult:
+        """``POST /v1/images/edits`` (see :func:`deapi_ds.edit_images` for many images)."""
         return self._run(self._async.images_edit, images, prompt, **kwargs)
 
     def speech(self, input: str, **kwargs: Any) -> SpeechResult:
+        """``POST /v1/audio/speech``: one text to audio bytes (see :func:`deapi_ds.speak`)."""
         return self._run(self._async.speech, input, **kwargs)
 
     def transcribe(self, file: bytes, **kwargs: Any) -> Transcription:
+        """``POST /v1/audio/transcriptions`` for one file (see :func:`deapi_ds.transcribe`)."""
         return self._run(self._async.transcribe, file, **kwargs)
 
     def videos_create(self, prompt: str, **kwargs: Any) -> Video:
+        """``POST /v1/videos``: start one video job (see :func:`deapi_ds.generate_video`)."""
         return self._run(self._async.videos_create, prompt, **kwargs)
 
     def videos_retrieve(self, video_id: str) -> Video:
+        """``GET /v1/videos/{id}``: the job's status."""
         return self._run(self._async.videos_retrieve, video_id)
 
     def videos_content(self, video_id: str) -> bytes:
+        """``GET /v1/videos/{id}/content``: the MP4 bytes."""
         return self._run(self._async.videos_content, video_id)
 
     def download(self, url: str) -> bytes:
+        """Fetch a result URL (the key is only sent when the URL is on the API host)."""
         return self._run(self._async.download, url)

@@ -417,27 +417,49 @@ def check_key_form(key: Secret) -> None:
 class Settings:
     """A snapshot of the configuration. Build one with :func:`get_config`."""
 
+    #: The API key (a redacted-repr Secret); None until set or read from DEAPI_API_KEY.
     api_key: Secret | None = None
+    #: Where the key came from (``set_config``, an environment variable ...), for messages.
     key_source: str | None = None
+    #: The API's base URL (deAPI's OpenAI-compatible gateway by default).
     base_url: str = DEFAULT_BASE_URL
+    #: Where results are cached (a folder, or an fsspec URL such as ``s3://bucket/x``).
     cache_dir: str = "~/.cache/deapi_ds"
+    #: Whether task functions use the result cache by default.
     cache_enabled: bool = True
+    #: fsspec options for a remote ``cache_dir`` (credentials, endpoint ...).
     cache_storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Cache files per model after which the cache compacts them.
     cache_compact_threshold: int = 64
+    #: Requests in flight at once per client.
     max_concurrency: int = 8
+    #: Seconds to wait for a response (transcriptions and videos can be slow).
     timeout: float = 300.0
+    #: Seconds to wait for a connection.
     connect_timeout: float = 10.0
+    #: deAPI rate-limit tier (``basic``, ``premium``, ``unlimited``); None: from the profile.
     tier: str | None = None
+    #: Requests per minute, one number or per endpoint; None: the tier's limits.
     rpm: Mapping[str, float] | float | None = None
+    #: Retries of a request that may succeed again (429, 5xx, timeouts, resets).
     max_retries: int = 5
+    #: Longest wait in seconds before a retry (a longer Retry-After is an error).
     max_retry_wait: float = 300.0
+    #: Whether task functions show a progress bar by default.
     progress: bool = True
+    #: Provider profile (limits, models, prices): ``auto`` picks it from ``base_url``.
     profile: str = "auto"
+    #: Largest upload in MB before files are compressed or split; None: the profile's.
     max_upload_mb: float | None = None
+    #: The speech formats the server makes natively (others are converted locally); None: the limits.
     speech_formats: tuple[str, ...] | None = None
+    #: Request limits to follow: ``today`` (deAPI as it is now) or ``seed`` (as first documented).
     limits: str = "today"
+    #: Allow sending the key over plain http to a non-loopback host.
     allow_insecure_http: bool = False
+    #: An httpx transport to use instead of the network (the emulator plugs in here).
     transport: Any = None
+    #: Text appended to the User-Agent header.
     user_agent_extra: str | None = None
 
     def __post_init__(self) -> None:
@@ -465,12 +487,14 @@ class Settings:
 
     @property
     def effective_tier(self) -> str:
+        """The rate-limit tier in force: ``tier``, else basic for deAPI hosts, unlimited elsewhere."""
         if self.tier:
             return self.tier
         return "basic" if is_deapi_host(self.base_url) else "unlimited"
 
     @property
     def cache_path(self) -> str:
+        """``cache_dir`` with ``~`` expanded (URLs such as ``s3://...`` unchanged)."""
         if "://" in self.cache_dir:
             return self.cache_dir
         return os.path.expanduser(self.cache_dir)

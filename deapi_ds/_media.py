@@ -43,8 +43,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-import av
 import numpy as np
+
+from ._lazy import lazy_module
+
+av = lazy_module("av")  # lazy: PyAV costs ~0.3 s at import
 
 __all__ = [
     "AUDIO_EXTENSIONS",

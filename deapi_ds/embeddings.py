@@ -69,7 +69,7 @@ from ._pipeline import (
 )
 from ._pipeline import text_problem as _text_problem
 from ._profiles import get_profile
-from ._result import STATUS_DTYPE, ResultFrame
+from ._result import STATUS_DTYPE, ResultFrame, plural
 from ._tasks import resolve_client, syncify
 
 __all__ = [
@@ -380,35 +380,39 @@ class EmbeddingResult(ResultFrame):
         self.usage = dict(usage)
         self.model = model
 
+    def _take(self, positions: np.ndarray) -> EmbeddingResult:
+        new = self._subset(positions)  # a row selection keeps its vectors
+        new.matrix = np.ascontiguousarray(self.matrix[positions])
+        return new
+
     @property
     def dimension(self) -> int:
+        """The vectors' dimension (columns of :attr:`matrix`)."""
         return int(self.matrix.shape[1])
 
     @property
     def status(self) -> pd.Series:
+        """Each row's status: ok, cached, empty, truncated or error."""
         return self.frame["status"]
 
     def to_series(self, name: str = "embedding", *, arrow: bool = False) -> pd.Series:
         """The vectors as a DataFrame column, without copying and without Python lists.
 
-        By default each cell is a float32 numpy view of its row of :attr:`matrix` (``None``
-        where there is no vector); ``df.to_parquet`` stores the column as ``list<float>`` and
-        ``pd.read_parquet`` gives float32 arrays back. ``arrow=True`` gives an Arrow
-        ``fixed_size_list<float>[dim]`` column instead (read it back with
+        By default each cell is a float32 numpy view of its row of :attr:`matrix`; a row
+        without a vector (empty text, error) holds a NaN vector of the same dimension, as in
+        :attr:`matrix`, so ``np.stack(column)`` always works. ``df.to_parquet`` stores the column
+        as ``list<float>`` and ``pd.read_parquet`` gives float32 arrays back. ``arrow=True``
+        gives an Arrow ``fixed_size_list<float>[dim]`` column instead (read it back with
         ``pd.read_parquet(..., dtype_backend="pyarrow")``: pandas cannot rebuild that dtype
         from parquet metadata otherwise).
         """
-        ok = self.ok
         if arrow:
             arr = embedding_array(self.matrix)
-            if not ok.all():
-                arr = pa.FixedSizeListArray.from_arrays(
-                    arr.values, self.dimension, mask=pa.array(~ok)
-                )
+            arr = pa.FixedSizeListArray.from_arrays(arr.values, self.dimension)  # nullable items
             return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=self.frame.index, name=name)
         cells = np.empty(len(self.matrix), dtype=object)
-        for i in np.flatnonzero(ok):
-            cells[i] = self.matrix[i]
+        for i, row in enumerate(self.matrix):  # row views; rows without a vector are NaN rows
+            cells[i] = row
         return pd.Series(cells, index=self.frame.index, name=name, dtype=object)
 
     def to_frame(self, data: pd.DataFrame | None = None, name: str = "embedding") -> pd.DataFrame:
@@ -416,16 +420,14 @@ class EmbeddingResult(ResultFrame):
         base = self.frame if data is None else data
         return base.assign(**{name: self.to_series(name)})
 
-    def search_index(self, data: pd.DataFrame | None = None, **kwargs: Any) -> Any:
-        """A :class:`deapi_ds.search.SearchIndex` over these vectors (queries embedded with the same model)."""
-        from .search import SearchIndex, default_embedder
-
-        frame = self.frame if data is None else data
-        return SearchIndex(frame, self.matrix, embed=default_embedder(self.model), **kwargs)
+    # search_index(data=None, **kwargs) -> SearchIndex is added by deapi_ds.search, which builds
+    # on this module (this module never imports it).
 
     def summary(self) -> str:
+        """One line: rows per status, dimension and requests sent."""
         base = super().summary()
-        return f"{base}, {self.matrix.shape[1] if self.matrix.ndim == 2 else 0} dims, {self.usage.get('requests', 0)} requests"
+        dims = self.matrix.shape[1] if self.matrix.ndim == 2 else 0
+        return f"{base}, {dims} dims, {plural(int(self.usage.get('requests', 0)), 'request')}"
 
 
 # --- the task --------------------------------------------------------------------------------
@@ -1026,6 +1028,7 @@ class EmbeddingTransformer:
         self.progress = progress
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn API)."""
         return {
             "model": self.model,
             "on_long": self.on_long,
@@ -1035,6 +1038,7 @@ class EmbeddingTransformer:
         }
 
     def set_params(self, **params: Any) -> EmbeddingTransformer:
+        """Set constructor parameters (scikit-learn API); returns self."""
         for key, value in params.items():
             if key not in self.get_params():
                 raise InvalidParameterError(
@@ -1044,10 +1048,12 @@ class EmbeddingTransformer:
         return self
 
     def fit(self, X: Any, y: Any = None) -> EmbeddingTransformer:
+        """Nothing to learn: returns self (scikit-learn API)."""
         self.n_features_in_ = 1
         return self
 
     def transform(self, X: Any) -> np.ndarray:
+        """Embed the texts ``X`` (a list, Series or one-column frame): the float32 matrix."""
         if isinstance(X, pd.DataFrame):
             if X.shape[1] != 1:
                 raise InvalidParameterError(
@@ -1075,6 +1081,7 @@ class EmbeddingTransformer:
         return np.nan_to_num(res.matrix, nan=0.0)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X).transform(X)``."""
         return self.fit(X, y).transform(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -52,7 +52,7 @@ from ._pipeline import (
     text_problem,
 )
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
-from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._result import STATUS_DTYPE, ResultFrame, error_columns, write_media
 from ._speech_formats import fetch_speech
 from ._tasks import resolve_client, syncify
 
@@ -626,11 +626,17 @@ class SpeechResult(ResultFrame):
 
     media = {"audio": "audio"}
 
-    def save(self, folder: str | Path, *, overwrite: bool = True) -> pd.Series:
+    def _take(self, positions: np.ndarray) -> SpeechResult:
+        return self._subset(positions)
+
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> pd.Series:
         """Write each clip to ``folder`` and return the paths (NA for rows without audio).
 
         Names are ``<row number>_<voice>_<first words of the text>.<format>``, ASCII only, so
-        they are safe on every file system and sort in the frame's order.
+        they are safe on every file system and sort in the frame's order. A file that already
+        holds the same clip is kept; one holding something else is replaced only with
+        ``overwrite=True`` (else FileExistsError). Returns a string Series named ``path``,
+        indexed like this result.
 
         >>> paths = result.save("clips")  # doctest: +SKIP
         >>> paths.iloc[0]  # doctest: +SKIP
@@ -655,9 +661,7 @@ class SpeechResult(ResultFrame):
             ext = _EXTENSIONS.get(fmt, fmt)
             name = f"{i:0{width}d}_{_safe_name(voice, 20)}_{_safe_name(text or '')}.{ext}"
             path = out_dir / name
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-            path.write_bytes(audio)
+            write_media(path, audio, overwrite=overwrite)
             paths.append(str(path))
         return pd.Series(paths, index=self.frame.index, name="path", dtype=STATUS_DTYPE)
 

@@ -67,6 +67,7 @@ from ._pipeline import (
     Answer,
     Progress,
     Task,
+    as_series,
     check_outcome,
     quota_fields,
     run_task,
@@ -248,43 +249,13 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _as_series(data: Any, column: Any, func: str) -> pd.Series:
-    if isinstance(data, pd.DataFrame):
-        if column is None:
-            if data.shape[1] == 1:
-                return data.iloc[:, 0]
-            raise InvalidParameterError(
-                f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds the "
-                f"paths or bytes: {func}(df, 'column'). Available columns: {list(data.columns)}."
-            )
-        if isinstance(column, pd.Series):
-            return column
-        if column not in data.columns:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(data.columns)}."
-            )
-        return data[column]
-    if column is not None:
+    """The one ``as_series``, after refusing a folder (that is transcribe_folder's job)."""
+    if isinstance(data, str | os.PathLike) and column is None and os.path.isdir(data):
         raise InvalidParameterError(
-            f"{func}(data, column) takes a column only when data is a DataFrame; got "
-            f"{type(data).__name__}."
+            f"{func}() got the folder {os.fspath(data)!r}; use "
+            f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
         )
-    if isinstance(data, pd.Series):
-        return data
-    if isinstance(data, str | os.PathLike | bytes | bytearray | memoryview):
-        if isinstance(data, str | os.PathLike) and os.path.isdir(data):
-            raise InvalidParameterError(
-                f"{func}() got the folder {os.fspath(data)!r}; use "
-                f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
-            )
-        return pd.Series([data], dtype=object)
-    try:
-        values = list(data)
-    except TypeError:
-        raise InvalidParameterError(
-            f"{func}() takes a list or Series of paths or bytes, or a DataFrame and a column "
-            f"name; got {type(data).__name__}."
-        ) from None
-    return pd.Series(values, dtype=object)
+    return as_series(data, column, func=func, what="paths or bytes")
 
 
 def _items_from_series(series: pd.Series) -> list[_Item]:
@@ -1438,12 +1409,21 @@ class TranscriptionResult(ResultFrame):
         self._sources = dict(sources or {})
         self._index_cache: dict[str, Any] = {}
 
+    def _take(self, positions: np.ndarray) -> TranscriptionResult:
+        new = self._subset(positions)  # segments and words follow the selected files
+        fids = new.frame["file"]
+        new.segments = self.segments[self.segments["file"].isin(fids).to_numpy()]
+        new.words = self.words[self.words["file"].isin(fids).to_numpy()]
+        new._index_cache = {}
+        return new
+
     @property
     def files(self) -> pd.DataFrame:
         """One row per input file (the same frame as ``.frame``)."""
         return self.frame
 
     def summary(self) -> str:
+        """One line: files per status, segments and hours of audio."""
         base = super().summary()
         seconds = float(self.frame["duration"].fillna(0).sum())
         extra = f", {len(self.segments):,} segments, {_human_duration(seconds)} of audio"
@@ -1635,12 +1615,20 @@ class TranscriptionResult(ResultFrame):
         return self.segments[hit.to_numpy(dtype=bool)]
 
     def semantic_search(
-        self, query: str | Sequence[str], k: int = 5, *, model: str | None = None
+        self,
+        query: str | Sequence[str],
+        k: int = 5,
+        *,
+        model: str | None = None,
+        mode: str = "dense",
+        where: Any = None,
     ) -> pd.DataFrame:
         """The ``k`` segments closest in meaning to ``query``, through the embeddings feature.
 
         Segment texts are embedded once per result (and cached like every embedding); returns
-        query, rank, score and the segment columns, best first.
+        query, rank, score and the segment columns, best first. ``mode`` ("dense",
+        "lexical" or "hybrid") and ``where`` (a bool mask or a callable on the segments) are
+        those of :meth:`deapi_ds.SearchIndex.search`.
 
         >>> res.semantic_search("pricing questions", k=3)   # doctest: +SKIP
         """
@@ -1666,7 +1654,7 @@ class TranscriptionResult(ResultFrame):
 
             index = SearchIndex(frame, matrix, embed=embed_queries, text_column="text")
             self._index_cache[emb_model] = index
-        return index.search(query, k=k)
+        return index.search(query, k=k, mode=mode, where=where)
 
     # --- listening --------------------------------------------------------------------------
     def audio(self, file: Any) -> bytes:

@@ -281,3 +281,18 @@ def test_a_claim_per_batch_is_cheap(tmp_path):
         assert cache.claim(EMB, BGE, make_keys(EMB, BGE, {}, held)).others.all()
     finally:
         _kill(holder)
+
+
+def test_a_folder_that_cannot_hold_claims_warns_and_claims_everything(tmp_path, monkeypatch):
+    from deapi_ds._cache import _claims
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    cache = ResultCache(tmp_path)
+    cache.claim(EMB, "other", _rows(0, 1)).release()  # this process's owner file exists
+    monkeypatch.setattr(_claims.os, "makedirs", refuse)
+    with pytest.warns(CacheWarning, match="read-only file system"):
+        claim = cache.claim(EMB, BGE, _rows(0, 4))
+    assert claim.mine.all()
+    claim.release()

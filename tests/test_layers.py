@@ -22,6 +22,7 @@ RANKS: dict[str, int] = {
     "_config": 1,
     "_exceptions": 0,
     "_common": 0,
+    "_lazy": 0,
     "_profiles": 2,
     "_loops": 2,  # which event loop is running; one object per loop (below _transport)
     "_transport": 3,
@@ -30,6 +31,7 @@ RANKS: dict[str, int] = {
     "_media": 5,
     "_files": 5,
     "_estimate": 5,
+    "_vectors": 1,
     "_quota": 6,
     "_client": 7,
     "_native": 8,

@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ import filelock
 import numpy as np
 import pandas as pd
 
+from .._exceptions import CacheWarning
 from ._keys import _Keys, _to_keys
 from ._storage import meta_dir, owner_alive, owner_of
 
@@ -133,22 +135,32 @@ class ClaimBoard:
         if owner is None or not len(k):
             return unclaimed(len(k))
         folder = self._folder(task_dir, model_dir)
-        os.makedirs(folder, exist_ok=True)
-        lock = filelock.FileLock(
-            os.path.join(os.path.dirname(folder), "claims.lock"),
-            timeout=_LOCK_TIMEOUT,
-            thread_local=False,
-        )
-        with lock:
-            mine = ~self._held(folder, k, owner.id)
-            if not mine.any():
-                return Claim(mine)
-            name = f"{owner.id}-{uuid.uuid4().hex}{_SUFFIX}"
-            path = os.path.join(folder, name)
-            tmp = os.path.join(folder, f".{name}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(np.concatenate([k.hi[mine], k.lo[mine]]).astype("<u8").tobytes())
-            os.replace(tmp, path)  # readers without the lock see all of it or nothing
+        try:
+            os.makedirs(folder, exist_ok=True)
+            lock = filelock.FileLock(
+                os.path.join(os.path.dirname(folder), "claims.lock"),
+                timeout=_LOCK_TIMEOUT,
+                thread_local=False,
+            )
+            with lock:
+                mine = ~self._held(folder, k, owner.id)
+                if not mine.any():
+                    return Claim(mine)
+                name = f"{owner.id}-{uuid.uuid4().hex}{_SUFFIX}"
+                path = os.path.join(folder, name)
+                tmp = os.path.join(folder, f".{name}.tmp")
+                with open(tmp, "wb") as f:
+                    f.write(np.concatenate([k.hi[mine], k.lo[mine]]).astype("<u8").tobytes())
+                os.replace(tmp, path)  # readers without the lock see all of it or nothing
+        except (OSError, filelock.Timeout) as exc:
+            # Claims only save money; a folder where they cannot be kept must not stop the run.
+            warnings.warn(
+                f"Could not claim rows in {folder} ({type(exc).__name__}: {exc}); another "
+                "process working on the same rows may send them too.",
+                CacheWarning,
+                stacklevel=3,
+            )
+            return unclaimed(len(k))
         return Claim(mine, path)
 
     def wait_released(
@@ -162,7 +174,10 @@ class ClaimBoard:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.01
         while True:
-            held = self._held(folder, k, owner.id)
+            try:
+                held = self._held(folder, k, owner.id)
+            except OSError:
+                return np.zeros(len(k), dtype=bool)  # unreadable claims: nothing to wait for
             if not held.any():
                 return held
             if deadline is not None and time.monotonic() >= deadline:

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .._exceptions import InvalidParameterError
+from .._lazy import lazy_module
 from ._keys import CACHE_FORMAT_VERSION, _to_keys
+
+pq = lazy_module("pyarrow.parquet")  # lazy: only reads and writes need it
 
 _FORMAT_META = b"deapi_ds.cache_format"
 _SECRET_MARKERS = ("dpn-sk-", "Bearer ")

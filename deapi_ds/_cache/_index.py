@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from .._lazy import lazy_module
 from . import _keys
 from ._codec import _FORMAT_META
 from ._keys import _Keys
+
+pq = lazy_module("pyarrow.parquet")  # lazy: only reads and writes need it
 
 _UNSET = object()
 

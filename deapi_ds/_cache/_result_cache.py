@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .._exceptions import CacheError, CacheWarning, InvalidParameterError
+from .._lazy import lazy_module
 from ._claims import Claim, ClaimBoard, unclaimed
 from ._codec import (
     _CREATED_TYPE,
@@ -43,6 +43,8 @@ from ._storage import (
     compaction_lock,
     sweep_owners,
 )
+
+pq = lazy_module("pyarrow.parquet")  # lazy: only reads and writes need it
 
 #: Files at least this big are complete batches: compaction neither counts nor merges them
 #: (rewriting 8 MB embedding batches cost more than the few file opens it saves).

@@ -30,10 +30,12 @@ from typing import IO, Any
 from urllib.parse import quote, unquote
 
 import filelock
-import pyarrow.parquet as pq
 
 from .._exceptions import CacheError
+from .._lazy import lazy_module
 from ._codec import READ_OPTIONS
+
+pq = lazy_module("pyarrow.parquet")  # lazy: only reads and writes need it
 
 _PART_RE = re.compile(r"^part-(\d{8}T\d{12}Z)-([0-9a-f]{32})\.parquet$")
 _TMP_PREFIX = ".tmp-"
