@@ -43,6 +43,7 @@ from .plotting import image_grid
 if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for readers and tools
     from ._catalog import amodels, models, use_emulator
     from ._client import AsyncClient, Client
+    from .account import abalance, aquote, balance, quote
     from .embeddings import (
         EmbeddingResult,
         EmbeddingTransformer,
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for re
 #: Public names imported when first used: the modules behind them bring httpx, anyio, tenacity,
 #: PyAV, pytest ..., which would double the cost of ``import deapi_ds``.
 _LAZY_MODULES = {
+    "account": ["abalance", "aquote", "balance", "quote"],
     "_catalog": ["amodels", "models", "use_emulator"],
     "_client": ["AsyncClient", "Client"],
     "embeddings": [
@@ -195,6 +197,7 @@ __all__ = [
     "VideoJob",
     "VideoJobs",
     "__version__",
+    "abalance",
     "aedit_images",
     "aembed",
     "aestimate",
@@ -207,9 +210,11 @@ __all__ = [
     "agenerate_images",
     "agenerate_video",
     "amodels",
+    "aquote",
     "aspeak",
     "atranscribe",
     "atranscribe_folder",
+    "balance",
     "cache",
     "chunk",
     "cluster",
@@ -234,6 +239,7 @@ __all__ = [
     "models",
     "near_duplicates",
     "quota_status",
+    "quote",
     "reset_config",
     "search",
     "set_config",

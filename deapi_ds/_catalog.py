@@ -47,7 +47,7 @@ models = syncify(amodels)
 
 
 #: the options use_emulator() sets; its undo puts back exactly what they were before
-_EMULATOR_OPTIONS = ("base_url", "api_key", "key_source", "transport", "tier")
+_EMULATOR_OPTIONS = ("base_url", "native_base_url", "api_key", "key_source", "transport", "tier")
 _active: list[Any] = []  # the emulator of the last use_emulator() still wired in
 
 
@@ -96,10 +96,20 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
         emu._deapi_ds_server = (server, handle)  # keep it alive with the emulator
         _loopback_server.append(server)
         emu.on_close(server.close)
-        set_config(base_url=handle.base_url, api_key=key, transport=None, tier="unlimited")
+        set_config(
+            base_url=handle.base_url,
+            native_base_url=handle.base_url.removesuffix("/v1") + "/api/v2",
+            api_key=key,
+            transport=None,
+            tier="unlimited",
+        )
     else:
         set_config(
-            base_url=EMULATOR_BASE_URL, api_key=key, transport=emu.transport(), tier="unlimited"
+            base_url=EMULATOR_BASE_URL,
+            native_base_url=EMULATOR_BASE_URL.removesuffix("/v1") + "/api/v2",
+            api_key=key,
+            transport=emu.transport(),
+            tier="unlimited",
         )
     mine = saved_options(("base_url", "transport"))
     emu.on_close(lambda: _restore(emu, saved, mine))

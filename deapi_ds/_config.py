@@ -9,6 +9,7 @@ Environment variables (the README has the same table)::
 
     DEAPI_API_KEY                your deAPI key (dpn-sk-<id>|<secret>; a bare <id>|<secret> gets the prefix)
     DEAPI_BASE_URL               https://oai.deapi.ai/v1
+    DEAPI_NATIVE_BASE_URL        https://api.deapi.ai/api/v2 (native API: jobs, diarization, OCR)
     OPENAI_API_KEY               used when DEAPI_API_KEY is unset; never sent to a deAPI host
                                  unless it starts with dpn-sk-
     OPENAI_BASE_URL              used with OPENAI_API_KEY when DEAPI_BASE_URL is unset
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://oai.deapi.ai/v1"
+DEFAULT_NATIVE_BASE_URL = "https://api.deapi.ai/api/v2"
 KEY_PREFIX = "dpn-sk-"
 #: prefixes of keys deAPI issues: the gateway form, and the ``sk-dp-`` form one deAPI docs page
 #: shows (deapi-reference.md, "Auth"); such keys may go to deAPI from any source
@@ -78,6 +80,10 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
         "Your deAPI key, `dpn-sk-<id>|<secret>`; a bare `<id>|<secret>` gets the `dpn-sk-` prefix.",
     ),
     "DEAPI_BASE_URL": (DEFAULT_BASE_URL, "The OpenAI-compatible endpoint."),
+    "DEAPI_NATIVE_BASE_URL": (
+        DEFAULT_NATIVE_BASE_URL,
+        "deAPI's native API (jobs: diarization, links, OCR); it gets the key without `dpn-sk-`.",
+    ),
     "OPENAI_API_KEY": (
         "unset",
         "Used when `DEAPI_API_KEY` is unset. Never sent to a deAPI host unless it starts with `dpn-sk-`.",
@@ -424,6 +430,8 @@ class Settings:
     #: The API's base URL (deAPI's OpenAI-compatible gateway by default).
     base_url: str = DEFAULT_BASE_URL
     #: Where results are cached (a folder, or an fsspec URL such as ``s3://bucket/x``).
+    #: deAPI's native v2 API (jobs: diarized transcription, OCR, image transforms).
+    native_base_url: str = DEFAULT_NATIVE_BASE_URL
     cache_dir: str = "~/.cache/deapi_ds"
     #: Whether task functions use the result cache by default.
     cache_enabled: bool = True
@@ -626,6 +634,8 @@ def _from_env(env: Mapping[str, Any]) -> dict[str, Any]:
             values["base_url"] = base
     elif env.get("DEAPI_BASE_URL"):
         values["base_url"] = env["DEAPI_BASE_URL"]
+    if env.get("DEAPI_NATIVE_BASE_URL"):
+        values["native_base_url"] = env["DEAPI_NATIVE_BASE_URL"]
     if env.get("DEAPI_DS_CACHE_DIR"):
         values["cache_dir"] = env["DEAPI_DS_CACHE_DIR"]
     if env.get("DEAPI_DS_CACHE"):
@@ -678,7 +688,7 @@ def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             value = parse_rpm(value)
         if name == "speech_formats" and value is not None:
             value = _formats(value)
-        if name == "base_url" and value is not None:
+        if name in ("base_url", "native_base_url") and value is not None:
             value = str(value).rstrip("/")
         out[name] = value
     return out
@@ -703,8 +713,9 @@ def get_config(**overrides: Any) -> Settings:
         values.update(layer)
     if overrides:
         values.update(check_overrides(overrides))
-    if "base_url" in values:
-        values["base_url"] = str(values["base_url"]).rstrip("/")
+    for name in ("base_url", "native_base_url"):
+        if name in values:
+            values[name] = str(values[name]).rstrip("/")
     return Settings(**values)
 
 

@@ -37,6 +37,7 @@ import io
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1160,11 +1161,18 @@ def _cues(
         yield start, max(start, end), text, seg
 
 
-def format_srt(segments: Iterable[Mapping[str, Any]] | Any, *, text_key: str = "text") -> str:
+def format_srt(
+    segments: Iterable[Mapping[str, Any]] | Any,
+    *,
+    text_key: str = "text",
+    speaker_key: str | None = "speaker",
+) -> str:
     """Format segments (dicts or a DataFrame with start, end, text) as SubRip (SRT).
 
     Cues are numbered from 1; blank lines inside a text are removed (they would end the cue);
     segments with empty text are skipped; an end before its start is clamped to the start.
+    A segment's ``speaker`` (if present and not empty) prefixes its text (``SPEAKER_00: ...``);
+    ``speaker_key=None`` leaves speakers out.
 
     >>> print(format_srt([{"start": 3661.5, "end": 3663.25, "text": "Hello\\nworld"}]), end="")
     1
@@ -1173,7 +1181,10 @@ def format_srt(segments: Iterable[Mapping[str, Any]] | Any, *, text_key: str = "
     world
     """
     blocks = []
-    for n, (start, end, text, _) in enumerate(_cues(segments, text_key, "format_srt"), 1):
+    for n, (start, end, text, seg) in enumerate(_cues(segments, text_key, "format_srt"), 1):
+        speaker = seg.get(speaker_key) if speaker_key else None
+        if isinstance(speaker, str) and speaker.strip():
+            text = f"{speaker.strip()}: {text}"
         blocks.append(f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
@@ -1286,3 +1297,49 @@ def parse_vtt(text: str) -> list[dict[str, Any]]:
             cue["speaker"] = speaker
         result.append(cue)
     return result
+
+
+def stitch_records(parts: Sequence[tuple[Chunk, dict[str, Any]]]) -> dict[str, Any]:
+    """Join chunks' transcription records (text, language, segments, words) onto the original
+    file's timeline: offsets added, the overlap de-duplicated (:func:`stitch_segments`)."""
+    pairs = []
+    loose: list[dict[str, Any]] = []
+    for chunk, rec in parts:
+        by_seg: dict[int, list[dict[str, Any]]] = {}
+        for order, w in enumerate(rec["words"]):
+            w = {**w, "_chunk": chunk.index, "_ord": order}
+            if w["segment"] is None:
+                for k in ("start", "end"):
+                    if w[k] is not None:
+                        w[k] = w[k] + chunk.start
+                loose.append(w)
+            else:
+                by_seg.setdefault(int(w["segment"]), []).append(w)
+        segs = [{**s, "words": by_seg.get(int(s["id"]), [])} for s in rec["segments"]]
+        pairs.append((chunk, segs))
+    stitched = stitch_segments(pairs)
+    segments, words = [], []
+    for seg in stitched:
+        for w in seg.pop("words", []) or []:
+            words.append({**w, "segment": int(seg["id"])})
+        segments.append(seg)
+    words.extend(loose)
+    words.sort(key=lambda w: (w["_chunk"], w["_ord"]))
+    for w in words:
+        w.pop("_chunk", None)
+        w.pop("_ord", None)
+    recs = [rec for _, rec in parts]
+    if segments:
+        text = " ".join(s["text"] for s in segments if s["text"])
+    else:
+        text = " ".join(r["text"] for r in recs if r["text"])
+    languages = Counter(r["language"] for r in recs if r["language"])
+    durations = [r["api_duration"] for r in recs]
+    return {
+        "text": text,
+        "language": languages.most_common(1)[0][0] if languages else None,
+        "api_duration": None if any(d is None for d in durations) else float(sum(durations)),
+        "response_format": recs[0]["response_format"] if recs else None,
+        "segments": segments,
+        "words": words,
+    }

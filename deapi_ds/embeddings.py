@@ -25,6 +25,7 @@ row).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 import sys
@@ -420,8 +421,16 @@ class EmbeddingResult(ResultFrame):
         base = self.frame if data is None else data
         return base.assign(**{name: self.to_series(name)})
 
-    # search_index(data=None, **kwargs) -> SearchIndex is added by deapi_ds.search, which builds
-    # on this module (this module never imports it).
+    def search_index(self, data: pd.DataFrame | None = None, **kwargs: Any) -> Any:
+        """A :class:`deapi_ds.SearchIndex` over these vectors, queries embedded with the same
+        model. ``data`` is the frame whose rows were embedded (default: the status frame);
+        ``kwargs`` go to :class:`~deapi_ds.SearchIndex` (``text_column=``, ``dtype=`` ...).
+
+        The search layer builds on this module and is looked up only when called (a static
+        import either way would close a cycle).
+        """
+        search = importlib.import_module("deapi_ds.search")
+        return search._index._embedding_search_index(self, data, **kwargs)
 
     def summary(self) -> str:
         """One line: rows per status, dimension and requests sent."""

@@ -43,6 +43,8 @@ RANKS: dict[str, int] = {
     "_result": 13,
     "_pipeline": 14,
     "_catalog": 15,
+    "account": 16,
+    "_native_transcription": 19,
     # task modules
     "embeddings": 20,
     "images": 20,

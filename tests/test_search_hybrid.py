@@ -87,7 +87,13 @@ def test_embeddings_never_imports_search():
             assert not any("search" in n for n in names), ast.dump(node)
         elif isinstance(node, ast.Import):
             assert not any("search" in a.name for a in node.names)
-    assert deapi_ds.EmbeddingResult.search_index.__module__ == "deapi_ds.search._index"
+    # the convenience method looks the search layer up when called (works with lazy imports)
+    res = deapi_ds.EmbeddingResult(
+        pd.DataFrame({"status": ["ok"]}), np.ones((1, 3), np.float32), usage={}, model="m"
+    )
+    assert type(res.search_index(embed=lambda q: np.ones((len(q), 3), np.float32))).__name__ == (
+        "SearchIndex"
+    )
 
 
 def test_doctests_of_the_search_modules():

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,13 +29,19 @@ from . import _models as M
 from ._faults import (
     GZIP_BOMB_SIZE,
     TRICKLE_INTERVAL,
-    Decision,
     EndpointConfig,
     Fault,
     gzip_bomb,
     validate_script,
 )
-from ._multipart import MultipartError, Part, parse_multipart
+from ._http import (
+    EmulatorResponse,
+    _ApiError,
+    _bad,
+    _json_result,
+    _Request,
+    _Result,
+)
 
 __all__ = ["ENDPOINTS", "Emulator", "EmulatorResponse"]
 
@@ -52,6 +58,16 @@ ENDPOINTS: tuple[str, ...] = (
     "videos.content",
     "chat.completions",
     "files",
+    # deAPI's native v2 API (``_native.py``)
+    "v2.models",
+    "v2.account.balance",
+    "v2.jobs",
+    "v2.price",
+    "v2.audio.transcriptions",
+    "v2.images.ocr",
+    "v2.images.background-removals",
+    "v2.images.upscales",
+    "v2.results",
 )
 
 _COUNTERS: tuple[str, ...] = (
@@ -70,6 +86,8 @@ _COUNTERS: tuple[str, ...] = (
     "bytes",
     "videos",
     "video_seconds",
+    "jobs",
+    "usd",
 )
 
 _KEY_PREFIX = "dpn-sk-"
@@ -79,146 +97,6 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 _VIDEO_POLL_AFTER_MS = "20"
 _VIDEO_ASSET_TTL = 24 * 3600
-
-
-@dataclass
-class EmulatorResponse:
-    """One answer of the emulator.
-
-    ``headers`` never contain Content-Length (the adapters add it). ``latency`` is the delay
-    (seconds) the adapter sleeps before answering; ``action`` is None, ``"drop"`` (close the
-    connection without answering), ``"truncate"`` (send half of ``body`` with the full
-    Content-Length, then close) or ``"trickle"`` (send the headers, then ``body`` one byte
-    every ``interval`` seconds).
-    """
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    endpoint: str | None = None
-    latency: float = 0.0
-    action: str | None = None
-    interval: float = 0.0
-
-    def json(self) -> Any:
-        """Decode the body as JSON."""
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-
-class _ApiError(Exception):
-    """An error answer: status, OpenAI-envelope fields and extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str | None = None,  # noqa: A002 - the envelope's field name
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type or _error_type(status)
-        self.headers = dict(headers or {})
-
-
-def _error_type(status: int) -> str:
-    if status == 429:
-        return "requests"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
-
-
-def _bad(message: str, param: str | None = None, code: str | None = None) -> _ApiError:
-    return _ApiError(400, message, param=param, code=code)
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-    decision: Decision = field(default_factory=Decision)
-    _form: list[Part] | None = None
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "")
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self.headers.get('host', 'localhost')}"
-
-    def json(self) -> dict[str, Any]:
-        if not self.body.strip():
-            raise _bad(
-                "The request body is empty: send a JSON object (Content-Type: application/json)."
-            )
-        try:
-            data = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _bad(
-                "We could not parse the JSON body of your request. (HINT: This likely means you "
-                "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
-                f"but what was sent was not valid JSON: {exc})"
-            ) from None
-        if not isinstance(data, dict):
-            raise _bad(f"The JSON body must be an object, got {type(data).__name__}.")
-        return data
-
-    def form(self) -> list[Part]:
-        if self._form is None:
-            try:
-                self._form = parse_multipart(self.body, self.content_type)
-            except MultipartError as exc:
-                raise _bad(str(exc)) from None
-        return self._form
-
-    def is_multipart(self) -> bool:
-        return self.content_type.lower().startswith("multipart/")
-
-    def fields(self) -> dict[str, Any]:
-        """Text fields of a multipart form (last value wins; ``[]`` names become lists)."""
-        out: dict[str, Any] = {}
-        for part in self.form():
-            if part.filename is not None:
-                continue
-            if part.name.endswith("[]"):
-                out.setdefault(part.name[:-2], []).append(part.text)
-            else:
-                out[part.name] = part.text
-        return out
-
-    def files(self, *names: str) -> list[Part]:
-        return [p for p in self.form() if p.name in names]
-
-
-@dataclass
-class _Result:
-    status: int
-    body: bytes
-    content_type: str
-    headers: dict[str, str] = field(default_factory=dict)
-    billing: dict[str, float] = field(default_factory=dict)
-
-
-def _json_result(obj: Any, status: int = 200, **billing: float) -> _Result:
-    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return _Result(status, body, "application/json", billing=dict(billing))
 
 
 @dataclass
@@ -391,6 +269,11 @@ class Emulator:
             ),
             ("*", re.compile(r"/v1/files(/.*)?"), "files", self._files_unsupported),
         ]
+        from ._native import NativeAPI
+
+        #: deAPI's native v2 API (``/api/v2/...``): jobs, prices, balance, models.
+        self.native = NativeAPI(self)
+        self._routes.extend(self.native.routes())
 
     def quota_used(self, endpoint: str) -> int:
         """Requests counted today against ``endpoint``'s daily quota."""
@@ -623,6 +506,11 @@ class Emulator:
             scheme=scheme,
         )
         route = self._match(req)
+        if route is None and req.path.startswith("/api/"):
+            error = self.native.check_auth(req) or _ApiError(
+                404, f"The route {req.path.lstrip('/')} could not be found."
+            )
+            return self._error_response(error, "v2.models")
         if route is None:
             auth_error = self._check_auth(req)
             error = auth_error or _ApiError(
@@ -639,7 +527,10 @@ class Emulator:
             counters = self._stats[endpoint]
             counters["requests"] += 1
             counters["bytes_in"] += len(req.body)
-        auth_error = None if endpoint == "files" else self._check_auth(req)
+        if endpoint.startswith("v2."):
+            auth_error = None if endpoint == "v2.results" else self.native.check_auth(req)
+        else:
+            auth_error = None if endpoint == "files" else self._check_auth(req)
         if auth_error is not None:
             return self._finish(
                 req, endpoint, request_id, self._error_response(auth_error, endpoint)
@@ -668,6 +559,11 @@ class Emulator:
             with self._lock:
                 self._stats[endpoint]["rate_limited"] += 1
             return self._finish(req, endpoint, request_id, response)
+        daily = self.native.check_daily(endpoint) if endpoint.startswith("v2.") else None
+        if daily is not None:
+            with self._lock:
+                self._stats[endpoint]["rate_limited"] += 1
+            return self._finish(req, endpoint, request_id, self._error_response(daily, endpoint))
         fault = decision.fault
         if fault is not None and fault.status is not None:
             return self._finish(req, endpoint, request_id, self._fault_response(fault, endpoint))
@@ -709,7 +605,10 @@ class Emulator:
         decision = req.decision
         response.endpoint = endpoint
         response.latency = decision.latency
-        response.headers.update(decision.rate_headers)
+        for name, value in decision.rate_headers.items():
+            response.headers.setdefault(name, value)
+        if endpoint.startswith("v2.") and decision.rate_headers:
+            response.headers.setdefault("X-RateLimit-Source", endpoint)
         response.headers.setdefault("x-request-id", request_id)
         with self._lock:
             counters = self._stats[endpoint]
@@ -780,10 +679,12 @@ class Emulator:
 
     def _error_response(self, error: _ApiError, endpoint: str | None) -> EmulatorResponse:
         status = error.status
-        if self.error_style == "native":
-            if status == 400:
+        if self.error_style == "native" or (endpoint or "").startswith("v2."):
+            if status in (400, 422):
                 status = 422
-                errors = {error.param or "request": [error.message]}
+                errors = getattr(error, "native_errors", None) or {
+                    error.param or "request": [error.message]
+                }
                 payload: dict[str, Any] = {"message": error.message, "errors": errors}
             elif status == 401:
                 payload = {"message": "Unauthenticated."}

@@ -833,7 +833,3 @@ def _embedding_search_index(
     frame = self.frame if data is None else data
     kwargs.setdefault("embed", default_embedder(self.model))
     return SearchIndex(frame, self.matrix, **kwargs)
-
-
-# deapi_ds.search builds on deapi_ds.embeddings, never the reverse: the method is added here.
-EmbeddingResult.search_index = _embedding_search_index  # type: ignore[attr-defined]
