@@ -317,6 +317,21 @@ def test_refused_keys_leave_no_plain_text_in_frame_locals(monkeypatch):
         assert_clean(text, "a frame local")
 
 
+def test_the_native_client_keeps_the_key_as_a_secret_too():
+    from deapi_ds._native import AsyncNativeClient, NativeClient
+
+    for make in (NativeClient, AsyncNativeClient):
+        with pytest.raises(deapi_ds.ConfigurationError, match="OpenAI key") as info:
+            make(OPENAI_KEY)
+        for text in _frame_texts(info.value):
+            assert_clean(text, "a frame local")
+    client = NativeClient(KEY)
+    transport = client._async._transport
+    assert isinstance(transport._key, Secret)
+    assert transport._key.get() == KEY.removeprefix("dpn-sk-")
+    assert_clean(repr(client) + repr(transport) + repr(vars(transport)), "the native client")
+
+
 def test_a_401_leaves_no_plain_text_in_frame_locals(monkeypatch):
     with Emulator(api_key="dpn-sk-1|the-right-one").serve() as server:
         client = deapi_ds.Client(KEY, base_url=server.base_url, max_retries=0)
