@@ -436,6 +436,7 @@ class AsyncNativeClient:
         engine: Engine | None = None,
         **options: Any,
     ) -> None:
+        api_key = Secret.wrap(api_key)  # no frame below holds the key as plain text
         overrides = dict(options)
         if api_key is not None:
             overrides["api_key"] = api_key
@@ -460,7 +461,9 @@ class AsyncNativeClient:
         )
 
     def __repr__(self) -> str:
-        return f"deapi_ds.{type(self).__name__}(base_url={self.base_url!r})"
+        transport = getattr(self, "_transport", None)  # a debugger may show a half-made client
+        base_url = transport.base_url if transport is not None else None
+        return f"deapi_ds.{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def base_url(self) -> str:
@@ -614,10 +617,12 @@ class NativeClient:
     """Synchronous twin of :class:`AsyncNativeClient` (works inside Jupyter's running loop)."""
 
     def __init__(self, api_key: str | None = None, *, base_url: str | None = None, **options: Any):
+        api_key = Secret.wrap(api_key)
         self._async = AsyncNativeClient(api_key, base_url=base_url, **options)
 
     def __repr__(self) -> str:
-        return f"deapi_ds.NativeClient(base_url={self._async.base_url!r})"
+        inner = getattr(self, "_async", None)  # a debugger may show a half-made client
+        return f"deapi_ds.NativeClient(base_url={getattr(inner, 'base_url', None)!r})"
 
     @property
     def aclient(self) -> AsyncNativeClient:

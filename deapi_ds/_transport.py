@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from ._config import Secret, Settings, is_loopback
+from ._config import Secret, Settings, is_loopback, native_key
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -307,12 +307,22 @@ def _size(n: int) -> str:
 
 
 class Transport:
-    """A pooled async HTTP client bound to one Settings snapshot."""
+    """A pooled async HTTP client bound to one Settings snapshot.
 
-    def __init__(self, settings: Settings) -> None:
+    ``base_url`` defaults to ``settings.base_url``; a second origin (deAPI's native API,
+    ``https://api.deapi.ai/api/v2``) passes its own, and ``raw_key=True`` sends the key in
+    deAPI's raw ``<id>|<secret>`` form. Either way the key rules of
+    :func:`~deapi_ds._config.key_refusal` are checked for that URL first.
+    """
+
+    def __init__(
+        self, settings: Settings, *, base_url: str | None = None, raw_key: bool = False
+    ) -> None:
         self.settings = settings
-        self._key = settings.require_secret()
-        self.base_url = settings.base_url.rstrip("/")
+        self.base_url = (base_url or settings.base_url).rstrip("/")
+        self._key = settings.require_secret(self.base_url)
+        if raw_key and self._key is not None:
+            self._key = native_key(self._key)
         self._clients: PerLoop[httpx.AsyncClient] = PerLoop(self._make_client)
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ import threading
 import traceback
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -232,6 +233,35 @@ def test_one_function_answers_may_this_key_go_to_this_url():
         settings.require_secret("http://api.deapi.ai/api/v2")
 
 
+def test_a_second_origin_gets_its_own_transport_with_the_raw_key():
+    """What a native-API client builds: same settings, another base URL, the raw key form."""
+    from deapi_ds._transport import Transport
+
+    seen = {}
+
+    def handler(request):
+        seen[str(request.url)] = request.headers.get("authorization")
+        return httpx.Response(200, json={"data": []})
+
+    settings = get_config(api_key=KEY, transport=httpx.MockTransport(handler))
+    native = Transport(settings, base_url="https://api.deapi.ai/api/v2/", raw_key=True)
+    assert native.base_url == "https://api.deapi.ai/api/v2" and isinstance(native._key, Secret)
+
+    async def go():
+        await native.request("GET", "/models", endpoint="models")
+        await native.aclose()
+
+    anyio.run(go)
+    assert seen == {"https://api.deapi.ai/api/v2/models": "Bearer " + KEY.removeprefix("dpn-sk-")}
+    with pytest.raises(deapi_ds.ConfigurationError, match="plain http"):
+        Transport(get_config(api_key=KEY), base_url="http://api.deapi.ai/api/v2")
+    with pytest.raises(deapi_ds.ConfigurationError, match="OpenAI key"):
+        Transport(
+            get_config(api_key=OPENAI_KEY, base_url="https://x.example/v1"),
+            base_url="https://api.deapi.ai/api/v2",
+        )
+
+
 # -------------------------------------------------------------------- 2. the key as a Secret
 
 
@@ -285,6 +315,21 @@ def test_refused_keys_leave_no_plain_text_in_frame_locals(monkeypatch):
         deapi_ds.Client()
     for text in _frame_texts(info.value):
         assert_clean(text, "a frame local")
+
+
+def test_the_native_client_keeps_the_key_as_a_secret_too():
+    from deapi_ds._native import AsyncNativeClient, NativeClient
+
+    for make in (NativeClient, AsyncNativeClient):
+        with pytest.raises(deapi_ds.ConfigurationError, match="OpenAI key") as info:
+            make(OPENAI_KEY)
+        for text in _frame_texts(info.value):
+            assert_clean(text, "a frame local")
+    client = NativeClient(KEY)
+    transport = client._async._transport
+    assert isinstance(transport._key, Secret)
+    assert transport._key.get() == KEY.removeprefix("dpn-sk-")
+    assert_clean(repr(client) + repr(transport) + repr(vars(transport)), "the native client")
 
 
 def test_a_401_leaves_no_plain_text_in_frame_locals(monkeypatch):
