@@ -93,6 +93,12 @@ def test_rerun_resumes_recorded_jobs_and_then_reads_the_cache(emu, tmp_path):
     original = _jobs.JobRunner._wait
 
     async def die(self, *args, **kwargs):
+        import anyio
+
+        for _ in range(500):  # both jobs accepted (and recorded) before the "kernel" dies
+            if emu.native.submitted() == 2:
+                break
+            await anyio.sleep(0.01)
         raise deapi_ds.ConfigurationError("the kernel died")  # fatal: the run stops here
 
     _jobs.JobRunner._wait = die
