@@ -6,6 +6,7 @@ DataFrame scale, from Jupyter.
 >>> deapi_ds.models()                # a DataFrame of the models you can use
 """
 
+from importlib import import_module, util
 from typing import TYPE_CHECKING
 
 from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
@@ -143,8 +144,6 @@ _LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in nam
 
 
 def __getattr__(name: str) -> object:
-    from importlib import import_module, util
-
     module = _LAZY.get(name)
     if module is not None:
         value = getattr(import_module(f"{__name__}.{module}"), name)

@@ -78,7 +78,7 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
     ['Flux1schnell', 'ZImageTurbo_INT8']
     >>> emu.close()
     """
-    from .emulator import Emulator
+    from .emulator import Emulator  # lazy
 
     while _active:
         _active.pop().close()

@@ -40,6 +40,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -329,10 +330,9 @@ CLIPS: list[tuple[str, str, str, str]] = [
 
 def _m4a(audio: bytes) -> bytes:
     """Re-encode ``audio`` (any format soundfile reads) as AAC in an M4A container (PyAV)."""
-    from fractions import Fraction
 
-    import av
-    import soundfile as sf
+    import av  # lazy
+    import soundfile as sf  # lazy
 
     samples, sr = sf.read(io.BytesIO(audio), dtype="float32", always_2d=False)
     buf = io.BytesIO()
@@ -363,7 +363,7 @@ def make_clip(name: str, text: str, voice: str) -> bytes:
     .mp3/.wav/.flac: the synthesiser's own; .ogg/.opus: Ogg/Opus; .m4a: AAC; .mp4: a small
     H.264 "video interview" with the speech as its AAC sound track.
     """
-    from .emulator import _media
+    from .emulator import _media  # lazy
 
     ext = Path(name).suffix.lower().lstrip(".")
     if ext in ("mp3", "wav", "flac"):
@@ -391,7 +391,7 @@ def make_clips(folder: str | os.PathLike[str], clips: list | None = None) -> lis
 
 
 def _draw_house() -> Any:
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # lazy
 
     img = Image.new("RGB", (512, 512), (150, 200, 240))
     d = ImageDraw.Draw(img)
@@ -406,7 +406,7 @@ def _draw_house() -> Any:
 
 
 def _draw_fruit_bowl() -> Any:
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # lazy
 
     img = Image.new("RGB", (512, 512), (245, 235, 215))
     d = ImageDraw.Draw(img)
@@ -493,7 +493,7 @@ def _requests(emulator: Any) -> int | None:
 
 
 def _backend() -> tuple[str, bool]:
-    from ._config import DEFAULT_BASE_URL, get_config
+    from ._config import DEFAULT_BASE_URL, get_config  # lazy
 
     settings = get_config()
     if settings.key_source == "DEAPI_API_KEY":
@@ -507,13 +507,13 @@ def _backend() -> tuple[str, bool]:
 def _environment(cache_dir: Path, emulate: bool) -> Iterator[Any]:
     """Route deapi_ds to the emulator (no key) or deAPI, with the demo's cache; restore after."""
     if emulate:
-        from .testing import emulated
+        from .testing import emulated  # lazy
 
         with emulated(cache_dir=str(cache_dir)) as env:
             yield env.emulator
     else:
-        from ._config import config_context
-        from ._tasks import clear_shared_clients
+        from ._config import config_context  # lazy
+        from ._tasks import clear_shared_clients  # lazy
 
         with config_context(cache_dir=str(cache_dir), cache_enabled=True):
             try:
@@ -530,14 +530,14 @@ def _rel(path: Path, out: Path) -> str:
 
 
 def _save_fig(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy
 
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
 def _png_uri(path: Path, max_side: int = 720) -> str:
-    from .display import thumbnail_data_uri
+    from .display import thumbnail_data_uri  # lazy
 
     return thumbnail_data_uri(path, max_side=max_side, fmt="PNG")
 
@@ -583,9 +583,9 @@ class _Demo:
 
     # workflows ------------------------------------------------------------------------------
     def embed(self, step: _Step) -> None:
-        import deapi_ds
+        import deapi_ds  # lazy
 
-        from .plotting import projection_plot
+        from .plotting import projection_plot  # lazy
 
         corpus, self.queries = self.load_corpus()
         source = "data/corpus.csv" if self.data is not None else "a generated corpus"
@@ -620,7 +620,7 @@ class _Demo:
         if self.embedded is None or self.corpus is None:
             step.skipped = True
             raise RuntimeError("skipped: the embedding workflow did not produce vectors")
-        import deapi_ds
+        import deapi_ds  # lazy
 
         index = self.embedded.search_index(self.corpus, text_column="text")
         queries = self.queries
@@ -656,10 +656,10 @@ class _Demo:
         )  # fmt: skip
 
     def transcribe(self, step: _Step) -> None:
-        import deapi_ds.transcription as tr
+        import deapi_ds.transcription as tr  # lazy
 
-        from .display import audio_html
-        from .plotting import duration_plot, timeline_plot
+        from .display import audio_html  # lazy
+        from .plotting import duration_plot, timeline_plot  # lazy
 
         folder = self.clips_folder()
         # WhisperLargeV3Ct2 also returns word timestamps (the words table)
@@ -706,9 +706,9 @@ class _Demo:
             )
 
     def images(self, step: _Step) -> None:
-        import deapi_ds
+        import deapi_ds  # lazy
 
-        from .display import image_grid_html
+        from .display import image_grid_html  # lazy
 
         seeds = [1, 2] if self.quick else [1, 2, 3]
         res = deapi_ds.generate_images(_PROMPTS, seeds=seeds, size="512x512")
@@ -733,7 +733,7 @@ class _Demo:
 
 
 def _table(frame: pd.DataFrame, *, title: str | None = None, max_rows: int = 12) -> str:
-    from .display import frame_html
+    from .display import frame_html  # lazy
 
     heading = f"<h3>{html.escape(title)}</h3>" if title else ""
     return heading + frame_html(frame, max_rows=max_rows, media={})

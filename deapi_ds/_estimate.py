@@ -9,6 +9,7 @@ Each task has an ``estimate_<function>`` (``estimate_embed``, ``estimate_speak``
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -133,7 +134,6 @@ class Estimate:
         return f"Estimate({self})"
 
     def _repr_html_(self) -> str:
-        import html
 
         body = f"<p><b>Estimate</b>: {html.escape(str(self))}</p>"
         if self.details is not None:

@@ -31,7 +31,7 @@ def current_loop() -> Any:
     except RuntimeError:
         pass
     try:
-        import trio
+        import trio  # optional
     except ImportError:
         return _NO_LOOP
     try:

@@ -19,6 +19,7 @@ talk-time / timeline figures used by :class:`~deapi_ds.TranscriptionResult`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -773,7 +774,7 @@ async def estimate_native(
 ) -> dict[str, Any]:
     """What the native rows would cost: files probed locally, links unknown (their duration
     is only known once fetched); ``quote=True`` asks deAPI's price endpoint for every row."""
-    from ._profiles import get_profile
+    from ._profiles import get_profile  # lazy
 
     profile = get_profile(settings)
     model = opts["native_model"]
@@ -811,7 +812,6 @@ async def estimate_native(
 
 def merge_estimate(gateway: Any, native: dict[str, Any]) -> Any:
     """The gateway rows' Estimate with the native rows added (requests, seconds, cost)."""
-    import dataclasses
 
     cost = gateway.cost_usd
     if native["cost_usd"] or cost is None:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from . import _exceptions
 from ._cache import ResultCache, make_keys
 from ._common import is_missing
 from ._exceptions import (
@@ -790,9 +791,8 @@ def _error_of(result: Any, row: int, kind: str, message: str) -> BaseException:
     errors = getattr(result, "_errors", None)
     if errors and row in errors:
         return errors[row]
-    import deapi_ds._exceptions as exceptions  # one-word reason: names
 
-    cls = getattr(exceptions, kind, None)
+    cls = getattr(_exceptions, kind, None)
     if isinstance(cls, type) and issubclass(cls, BaseException):
         try:
             return cls(message)

@@ -254,7 +254,7 @@ _ledgers_lock = threading.Lock()
 
 
 def _ledger_folder(settings: Any) -> str:
-    from ._cache import provider_scope  # the same scope as the result cache
+    from ._cache import provider_scope  # lazy: the same scope as the result cache
 
     location = str(getattr(settings, "cache_path", "") or "")
     if not location or "://" in location:
@@ -269,7 +269,7 @@ def _ledger_folder(settings: Any) -> str:
 def ledger_for(settings: Any = None) -> QuotaLedger:
     """The ledger of the configured cache folder and provider (one object per folder)."""
     if settings is None:
-        from ._config import get_config
+        from ._config import get_config  # lazy
 
         settings = get_config()
     folder = _ledger_folder(settings)
@@ -285,7 +285,7 @@ def ledger_for(settings: Any = None) -> QuotaLedger:
 
 def _resolve(endpoint: str, settings: Any) -> tuple[str, Any, ProviderProfile, str]:
     if settings is None:
-        from ._config import get_config
+        from ._config import get_config  # lazy
 
         settings = get_config()
     if not isinstance(endpoint, str) or not endpoint:

@@ -211,7 +211,7 @@ class ResultFrame:
         return f"{self.summary()}\n{shown!r}"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .display import frame_html
+        from .display import frame_html  # lazy
 
         html = frame_html(self.frame, media=dict(self.media))
         return {"text/plain": repr(self), "text/html": f"<p>{self.summary()}</p>{html}"}

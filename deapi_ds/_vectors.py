@@ -59,8 +59,8 @@ def _stack(values: Sequence[Any] | np.ndarray, name: str) -> np.ndarray:
 
 def _arrow_matrix(array: Any, name: str) -> np.ndarray:
     """A pyarrow (fixed-size) list array of floats → (n, d) float32, null rows as NaN."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # lazy
+    import pyarrow.compute as pc  # lazy
 
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()

@@ -117,7 +117,7 @@ def disabled() -> Iterator[None]:
     ...     resolve_cache()
     NullCache()
     """
-    from ._config import config_context
+    from ._config import config_context  # lazy
 
     with config_context(cache_enabled=False):
         yield

@@ -22,7 +22,7 @@ __all__ = ["main"]
 
 
 def _read_table(path: str):
-    import pandas as pd
+    import pandas as pd  # lazy
 
     p = Path(path)
     if p.suffix.lower() in (".parquet", ".pq"):
@@ -33,13 +33,13 @@ def _read_table(path: str):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from ._demo import run_demo  # lazy
 
     return run_demo(out=args.out, quick=args.quick)
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator import main_serve
+    from .emulator import main_serve  # lazy
 
     main_serve(args.port, host=args.host, api_key=args.api_key)
     return 0
@@ -47,15 +47,15 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 def _use_emulator_if_asked(args: argparse.Namespace) -> None:
     if getattr(args, "emulator", False):
-        from ._catalog import use_emulator
+        from ._catalog import use_emulator  # lazy
 
         use_emulator()
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    import pandas as pd
+    import pandas as pd  # lazy
 
-    from ._catalog import models
+    from ._catalog import models  # lazy
 
     _use_emulator_if_asked(args)
     frame = models()
@@ -66,7 +66,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from .embeddings import embed, estimate_embed
+    from .embeddings import embed, estimate_embed  # lazy
 
     _use_emulator_if_asked(args)
     frame = _read_table(args.input)
@@ -93,7 +93,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from .transcription import transcribe_folder
+    from .transcription import transcribe_folder  # lazy
 
     _use_emulator_if_asked(args)
     result = transcribe_folder(args.folder, model=args.model, language=args.language)
@@ -109,7 +109,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from . import cache
+    from . import cache  # lazy
 
     if args.action == "info":
         print(f"cache at {cache.location()}")
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ._exceptions import DeapiError
+    from ._exceptions import DeapiError  # lazy
 
     try:
         return int(args.func(args) or 0)

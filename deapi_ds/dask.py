@@ -133,8 +133,8 @@ _TRANSCRIBE_REFUSED = {
 
 def _require_dask() -> Any:
     try:
-        import dask
-        import dask.dataframe  # noqa: F401
+        import dask  # optional
+        import dask.dataframe  # noqa: F401  # optional
     except ImportError as exc:  # pragma: no cover - the extra is installed in the test env
         raise ImportError(
             "deapi_ds.dask needs dask and distributed: pip install 'deapi-ds[dask]'"
@@ -186,7 +186,7 @@ def _warn_if_not_shared(location: str) -> None:
     if "://" in location:
         return
     try:
-        from distributed import default_client
+        from distributed import default_client  # optional
 
         client = default_client()
     except (ImportError, ValueError):
@@ -399,7 +399,7 @@ _semaphores: dict[tuple[str, int], Any] = {}
 
 def _in_distributed_worker() -> Any:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # optional
 
         return get_worker()
     except (ImportError, ValueError):
@@ -407,7 +407,7 @@ def _in_distributed_worker() -> Any:
 
 
 def _semaphore(name: str, max_leases: int) -> Any:
-    from distributed import Semaphore
+    from distributed import Semaphore  # optional
 
     with _worker_lock:
         sem = _semaphores.get((name, max_leases))
@@ -514,7 +514,7 @@ def _embed_partition(
 
 def _dask_series(data: Any, column: Any, func: str) -> Any:
     _require_dask()
-    import dask.dataframe as dd
+    import dask.dataframe as dd  # optional
 
     if isinstance(data, dd.DataFrame):
         columns = list(data.columns)
@@ -650,7 +650,7 @@ def to_matrix(data: Any, column: str = "embedding", *, dimension: int | None = N
             dimension = int(np.asarray(found).shape[-1])
         return np.ascontiguousarray(_stack(cells, int(dimension)))
     _require_dask()
-    import dask.dataframe as dd
+    import dask.dataframe as dd  # optional
 
     if not isinstance(data, dd.DataFrame):
         raise InvalidParameterError(
@@ -687,7 +687,7 @@ class TranscriptionTables(NamedTuple):
 
 
 def _transcription_metas(model: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    from . import transcription as _tr
+    from . import transcription as _tr  # lazy
 
     empty = _tr._assemble([], pd.RangeIndex(0), model=model, meta={}, kept={})
     return (
@@ -713,7 +713,7 @@ def _transcribe_partition(
     part: Any, job: _Job, model: str, kwargs: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Runs on a worker: transcribe one partition of paths; returns (files, segments, words)."""
-    from . import transcription as _tr
+    from . import transcription as _tr  # lazy
 
     if not isinstance(part, pd.Series):  # a bag partition: a list of paths
         part = pd.Series(list(part), dtype=object)
@@ -756,10 +756,10 @@ def transcribe_tables(
     >>> files, segments = dask.compute(t.files, t.segments)                          # doctest: +SKIP
     """
     dask = _require_dask()
-    import dask.bag as db
-    import dask.dataframe as dd
+    import dask.bag as db  # optional
+    import dask.dataframe as dd  # optional
 
-    from . import transcription as _tr
+    from . import transcription as _tr  # lazy
 
     _check_kwargs(kwargs, _tr.atranscribe, _TRANSCRIBE_REFUSED, "transcribe")
     if isinstance(paths, db.Bag):

@@ -175,7 +175,7 @@ def _describe_bytes(data: bytes) -> str:
 
 def _open_image(image: Any) -> PILImage.Image:
     """Bytes, a path, a numpy array or a PIL image → a PIL image (not modified later)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy
 
     if isinstance(image, Image.Image):
         return image
@@ -222,7 +222,7 @@ def _open_image(image: Any) -> PILImage.Image:
 
 def _normalize_mode(im: PILImage.Image) -> PILImage.Image:
     """Convert any Pillow mode to L, LA, RGB or RGBA, dropping an alpha that is fully opaque."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     mode = im.mode
     if mode == "P":
@@ -250,7 +250,7 @@ def _normalize_mode(im: PILImage.Image) -> PILImage.Image:
 
 def _flatten_alpha(im: PILImage.Image, background: str = "white") -> PILImage.Image:
     """Composite an RGBA/LA image over a background (``convert("RGB")`` would show black)."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if im.mode not in ("RGBA", "LA"):
         return im
@@ -260,7 +260,7 @@ def _flatten_alpha(im: PILImage.Image, background: str = "white") -> PILImage.Im
 
 
 def _thumbnail(image: Any, max_side: int) -> PILImage.Image:
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps  # lazy
 
     im = _open_image(image)
     if getattr(im, "format", None) == "JPEG" and hasattr(im, "draft"):
@@ -296,7 +296,7 @@ def _encode(im: PILImage.Image, fmt: str, quality: int = 85) -> bytes:
 
 def _encode_bounded(im: PILImage.Image, fmt: str, budget: int) -> tuple[bytes, str]:
     """Encode within ``budget`` bytes: lower the quality, quantize PNGs, then shrink."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     while True:
         if fmt == "PNG":
@@ -714,7 +714,7 @@ def frame_grid_html(
 
 def _cell_text(value: Any, max_chars: int) -> str:
     """A short plain-text rendering of one cell (bytes and arrays are summarized)."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _describe_bytes(value if isinstance(value, bytes) else bytes(value))
@@ -863,7 +863,7 @@ def frame_html(
 def _text_frame(df: pd.DataFrame, max_rows: int, max_chars: int = 50) -> str:
     """``df.to_string`` with bytes, arrays and images summarized instead of dumped."""
     shown = df.iloc[:max_rows]
-    from PIL import Image
+    from PIL import Image  # lazy
 
     out = shown.copy()
     for column in out.columns:
@@ -971,7 +971,7 @@ class MediaFrameMixin:
 
 def _progress_enabled() -> bool:
     try:
-        from deapi_ds._config import get_config
+        from deapi_ds._config import get_config  # lazy
     except ImportError:  # pragma: no cover - the config module is always there in releases
         return True
     return bool(getattr(get_config(), "progress", True))
@@ -1111,14 +1111,14 @@ def progress(
     if unit == "s":  # audio seconds are fractional: print 40.8 rather than 40.84100000000001
         options["unit_scale"] = True
     if file is not None:
-        from tqdm.std import tqdm as text_tqdm
+        from tqdm.std import tqdm as text_tqdm  # lazy
 
         return ProgressBar(text_tqdm(file=file, **options))
-    from tqdm.auto import tqdm as auto_tqdm
+    from tqdm.auto import tqdm as auto_tqdm  # lazy
 
     try:
         return ProgressBar(auto_tqdm(**options))
     except ImportError:  # tqdm.notebook without ipywidgets ("IProgress not found")
-        from tqdm.std import tqdm as text_tqdm
+        from tqdm.std import tqdm as text_tqdm  # lazy
 
         return ProgressBar(text_tqdm(**options))

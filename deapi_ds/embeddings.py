@@ -1098,7 +1098,7 @@ class EmbeddingTransformer:
         :meth:`transform`, or before any, the model's dimension from the provider profile."""
         dim = getattr(self, "dimension_", None)
         if dim is None:
-            from ._config import get_config
+            from ._config import get_config  # lazy
 
             mp = get_profile(get_config()).model(self.model)
             dim = mp.dimension if mp is not None else None

@@ -214,7 +214,7 @@ class ImageResult(ResultFrame):
     @property
     def images(self) -> list[PILImage.Image | None]:
         """The images as PIL images (None for rows without an image), in row order."""
-        from PIL import Image
+        from PIL import Image  # lazy
 
         out: list[Any] = []
         for data in self.frame["image"]:
@@ -228,7 +228,7 @@ class ImageResult(ResultFrame):
 
     # display -----------------------------------------------------------------------------------
     def _items(self, label: str | Callable[[Mapping[str, Any]], str] | None) -> list[dict]:
-        from ._result import format_label
+        from ._result import format_label  # lazy
 
         items = []
         for rec in self.frame.to_dict("records"):
@@ -258,7 +258,7 @@ class ImageResult(ResultFrame):
 
         >>> out.grid(col_wrap=3, label="{model} s={seed}")   # doctest: +SKIP
         """
-        from ._result import image_grid_html
+        from ._result import image_grid_html  # lazy
 
         if len(self.frame) == 0:
             return ImageGrid('<p style="color:#666">No images.</p>', 0)
@@ -300,7 +300,7 @@ class ImageResult(ResultFrame):
 
         >>> fig = out.plot(row="prompt", col="seed")   # doctest: +SKIP
         """
-        from ._result import image_grid
+        from ._result import image_grid  # lazy
 
         if label is None and row is None and col is None:
             label = default_caption
@@ -365,7 +365,7 @@ class ImageResult(ResultFrame):
         return pd.Series(paths, index=frame.index, name="path", dtype=STATUS_DTYPE)
 
     def _metadata(self, rec: Mapping[str, Any]) -> dict[str, str]:
-        from ._version import __version__
+        from ._version import __version__  # lazy
 
         meta = {}
         for name in ("prompt", "model", "size", "seed", "n_index", "input"):
@@ -435,8 +435,8 @@ def _free_path(root: Path, stem: str, png: bytes, used: set[str], overwrite: boo
 
 
 def _png_with_metadata(data: bytes, meta: Mapping[str, str]) -> bytes:
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
+    from PIL import Image  # lazy
+    from PIL.PngImagePlugin import PngInfo  # lazy
 
     info = PngInfo()
     with Image.open(io.BytesIO(data)) as im:
@@ -455,7 +455,7 @@ def _png_with_metadata(data: bytes, meta: Mapping[str, str]) -> bytes:
 
 def _decode_png(data: bytes, what: str) -> tuple[bytes, int, int]:
     """Check that ``data`` is an image; return PNG bytes and the size (converting if needed)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -1136,7 +1136,7 @@ class _Input:
 
 
 def _is_image_like(value: Any) -> bool:
-    from PIL import Image
+    from PIL import Image  # lazy
 
     return isinstance(
         value, str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -1145,7 +1145,7 @@ def _is_image_like(value: Any) -> bool:
 
 def _load_one(value: Any, where: str, j: int) -> tuple[str, bytes]:
     """Read one input image (path, bytes, PIL image, array) as (upload name, bytes)."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if isinstance(value, str | os.PathLike):
         path = Path(os.fspath(value)).expanduser()
@@ -1155,7 +1155,7 @@ def _load_one(value: Any, where: str, j: int) -> tuple[str, bytes]:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"image_{j}", bytes(value)
     if isinstance(value, np.ndarray):
-        from ._result import open_image as _open_image
+        from ._result import open_image as _open_image  # lazy
 
         value = _open_image(value)
     if isinstance(value, Image.Image):
@@ -1173,7 +1173,7 @@ def _check_upload(
     name: str, data: bytes, where: str, profile: ProviderProfile
 ) -> tuple[str, bytes]:
     """deAPI's upload limits: readable image, 10 MB, 64..5000 px per side, a format it takes."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy
 
     mb = len(data) / (1024 * 1024)
     limit = profile.max_image_bytes
@@ -1211,7 +1211,7 @@ def _check_upload(
 def _input_label(value: Any, name: str) -> str:
     if isinstance(value, str | os.PathLike):
         return Path(os.fspath(value)).name
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if isinstance(value, Image.Image):
         return f"<PIL {value.width}x{value.height}>"

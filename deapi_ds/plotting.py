@@ -63,15 +63,15 @@ def _enable_notebook_display() -> None:
     Formatters that are already registered are left alone.
     """
     try:
-        from IPython import get_ipython
-        from IPython.core.pylabtools import select_figure_formats
+        from IPython import get_ipython  # lazy
+        from IPython.core.pylabtools import select_figure_formats  # lazy
     except ImportError:
         return
     shell = get_ipython()
     if shell is None or getattr(shell, "_deapi_ds_figure_formats", False):
         return
     try:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # lazy
 
         formatters = shell.display_formatter.formatters
         for mime in ("image/png", "image/svg+xml", "image/jpeg", "application/pdf"):
@@ -82,7 +82,7 @@ def _enable_notebook_display() -> None:
         formats: Any = {"png"}
         options: dict[str, Any] = {"bbox_inches": "tight"}
         with contextlib.suppress(Exception):  # no matplotlib_inline, or not a real shell
-            from matplotlib_inline.config import InlineBackend
+            from matplotlib_inline.config import InlineBackend  # lazy
 
             config = InlineBackend.instance(parent=shell)
             formats, options = config.figure_formats, dict(config.print_figure_kwargs)
@@ -93,7 +93,7 @@ def _enable_notebook_display() -> None:
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy
 
     _enable_notebook_display()
     size = (max(width, 1.0), max(height, 1.0))
@@ -104,7 +104,7 @@ def _new_figure(width: float, height: float) -> Figure:
 def _figure_class() -> type:
     """``DeapiFigure``: a matplotlib Figure that shows once in a notebook (made on first use,
     so that importing deapi_ds does not import matplotlib)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy
 
     class DeapiFigure(Figure):
         """A matplotlib Figure made by deapi_ds; it shows once when it is a notebook cell's value."""
@@ -126,8 +126,8 @@ def __getattr__(name: str) -> Any:
 def _display_once(fig: Any) -> None:
     """Show ``fig`` now with IPython's figure formatters; if pyplot's inline backend was going
     to show it again at the end of the cell, close it there (the backend would close it then)."""
-    from IPython import get_ipython
-    from IPython.display import publish_display_data
+    from IPython import get_ipython  # lazy
+    from IPython.display import publish_display_data  # lazy
 
     shell = get_ipython()
     if shell is None:
@@ -142,7 +142,7 @@ def _display_once(fig: Any) -> None:
             data[mime] = out
     publish_display_data(data, metadata)
     if _inline_backend_will_show(fig):
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy
 
         plt.close(fig)
 
@@ -150,13 +150,13 @@ def _display_once(fig: Any) -> None:
 def _inline_backend_will_show(fig: Any) -> bool:
     """Whether the inline backend (the notebook default) shows and closes ``fig`` at the end of
     the cell: it is open in pyplot and the backend closes figures after showing them."""
-    import matplotlib
-    from matplotlib._pylab_helpers import Gcf
+    import matplotlib  # lazy
+    from matplotlib._pylab_helpers import Gcf  # lazy
 
     if "inline" not in str(matplotlib.get_backend()):
         return False
     try:
-        from matplotlib_inline.backend_inline import InlineBackend
+        from matplotlib_inline.backend_inline import InlineBackend  # lazy
 
         if not InlineBackend.instance().close_figures:
             return False
@@ -176,7 +176,7 @@ def _require_columns(data: pd.DataFrame, where: str, **columns: Any) -> None:
 
 def _category_colors(values: Sequence[Any]) -> dict[Any, Any]:
     """A colour per category, in order of first appearance (tab10, then tab20)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy
 
     cats = list(dict.fromkeys(values))
     cmap = colormaps["tab10" if len(cats) <= 10 else "tab20"]
@@ -229,7 +229,7 @@ def _as_frame(data: Any, image: str) -> pd.DataFrame:
 
 def _decode(value: Any) -> np.ndarray:
     """An image (bytes, PIL, array, path) → an array imshow can draw at full resolution."""
-    from PIL import ImageOps
+    from PIL import ImageOps  # lazy
 
     im = _open_image(value)
     try:
@@ -476,7 +476,7 @@ def _montage(
     titles: dict[int, str],
 ) -> Axes:
     """Compose the cells into one RGB canvas and draw it (with labels) into ``ax``."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     arrays = [s for s in states.values() if isinstance(s, np.ndarray)]
     tile = min(1024, max((max(a.shape[:2]) for a in arrays), default=256))
@@ -747,7 +747,7 @@ def timeline_plot(
     else:
         target.text(0.5, 0.5, "no segments", ha="center", va="center", transform=target.transAxes)
     if hue is not None and by_lane:
-        from matplotlib.patches import Patch
+        from matplotlib.patches import Patch  # lazy
 
         used = list(dict.fromkeys(k for (_, k) in by_lane))
         target.legend(
@@ -828,7 +828,7 @@ def duration_plot(
     target.set_ylim(max(len(files), 1) - 0.5, -0.5)
     target.set_xlabel("duration (s)")
     if lang is not None:
-        from matplotlib.patches import Patch
+        from matplotlib.patches import Patch  # lazy
 
         counts = pd.Series(langs).value_counts()
         target.legend(

@@ -261,7 +261,7 @@ def _profile_of(client: Client | AsyncClient | None) -> Any:
 
 
 def _current_settings() -> Any:
-    from ._config import get_config
+    from ._config import get_config  # lazy
 
     return get_config()
 
@@ -694,7 +694,7 @@ class SpeechResult(ResultFrame):
         return _Comparison(wide, meta=self.meta)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ._result import frame_html
+        from ._result import frame_html  # lazy
 
         html = frame_html(self.frame, media=dict(self.media), max_media_bytes=INLINE_AUDIO_BUDGET)
         return {"text/plain": repr(self), "text/html": f"<p>{self.summary()}</p>{html}"}

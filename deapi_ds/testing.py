@@ -69,7 +69,7 @@ def emulated(
     ``settings`` are extra configuration options (``max_retries=0``, ``rpm=...``) applied inside
     the block. ``emulator`` lets you pass a pre-configured :class:`deapi_ds.emulator.Emulator`.
     """
-    from .emulator import Emulator
+    from .emulator import Emulator  # lazy
 
     emu = emulator if emulator is not None else Emulator(api_key=api_key)
     key = api_key or EMULATOR_KEY

@@ -41,6 +41,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -1385,7 +1386,7 @@ class _HTML:
 
 def _html(html: str) -> Any:
     try:
-        from IPython.display import HTML
+        from IPython.display import HTML  # lazy
     except ImportError:
         return _HTML(html)
     return HTML(html)
@@ -1708,8 +1709,8 @@ class TranscriptionResult(ResultFrame):
 
         >>> res.semantic_search("pricing questions", k=3)   # doctest: +SKIP
         """
-        from . import embeddings as _embeddings
-        from .search import SearchIndex
+        from . import embeddings as _embeddings  # lazy
+        from .search import SearchIndex  # lazy
 
         emb_model = model or get_profile(get_config()).default_models.get(
             "embeddings", "Bge_M3_FP16"
@@ -1776,7 +1777,7 @@ class TranscriptionResult(ResultFrame):
         )
 
     def _player(self, row: Mapping[str, Any], max_bytes: int) -> str:
-        from ._result import audio_html
+        from ._result import audio_html  # lazy
 
         start = None if pd.isna(row["start"]) else float(row["start"])
         end = None if pd.isna(row["end"]) else float(row["end"])
@@ -1803,9 +1804,8 @@ class TranscriptionResult(ResultFrame):
         Each row embeds only its own segment (a small mono mp3 clip; each file is decoded once),
         so a page of segments of a long file stays small.
         """
-        from html import escape
 
-        from ._result import audio_html
+        from ._result import audio_html  # lazy
 
         segs = self.segments if file is None else self.segments_of(file)
         segs = segs.iloc[:max_rows]

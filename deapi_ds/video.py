@@ -507,8 +507,8 @@ class VideoJob:
         return f"deapi_ds.VideoJob({', '.join(parts)})"
 
     def _repr_html_(self) -> str:
-        from ._result import esc_html as _esc
-        from ._result import video_html
+        from ._result import esc_html as _esc  # lazy
+        from ._result import video_html  # lazy
 
         head = (
             f"<div><b>VideoJob</b> <code>{_esc(self.id or '')}</code> · {_esc(self.status)}"
@@ -667,7 +667,7 @@ class VideoJobs(ResultFrame):
         return pd.Series(paths, index=self._index, name="path", dtype=STATUS_DTYPE)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ._result import frame_html
+        from ._result import frame_html  # lazy
 
         shown = self.frame.copy()
         # Saved files are shown from disk (embedded when small, linked when large).
@@ -908,7 +908,7 @@ def _check_video_params(
         if mp is not None:
             width, height = mp.check_size(size, func="generate_video")
         else:
-            from ._profiles import ModelProfile
+            from ._profiles import ModelProfile  # lazy
 
             width, height = ModelProfile("?", ()).check_size(size, func="generate_video")
         if width <= 0 or height <= 0:

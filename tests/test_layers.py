@@ -195,3 +195,26 @@ def test_no_cycles_inside_subpackages(package):
         if node not in seen:
             visit(node, [node])
     assert not cycle, f"import cycle in deapi_ds/{package}: {' -> '.join(cycle)}"
+
+
+def test_function_level_imports_say_why():
+    """Imports inside functions are kept only for import time (``# lazy``) and optional
+    dependencies (``# optional``), and each says which (the emulator is standalone and checked
+    on its own)."""
+    import re
+
+    bare = []
+    for path in _modules():
+        if "emulator" in path.parts:
+            continue
+        src = path.read_text().split("\n")
+        for fn in ast.walk(ast.parse("\n".join(src))):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Import | ast.ImportFrom):
+                        line = src[node.lineno - 1]
+                        if not re.search(r"#\s*(lazy|optional)\b", line):
+                            bare.append(
+                                f"{path.relative_to(PKG.parent)}:{node.lineno}: {line.strip()}"
+                            )
+    assert not bare, "say why (# lazy / # optional) or import at module level:\n" + "\n".join(bare)

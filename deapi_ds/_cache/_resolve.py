@@ -81,7 +81,7 @@ def provider_scope(base_url: str | None) -> str | None:
     >>> provider_scope("http://127.0.0.1:8000/v1")
     '127.0.0.1_8000_v1'
     """
-    from .._config import DEFAULT_BASE_URL, is_deapi_host
+    from .._config import DEFAULT_BASE_URL, is_deapi_host  # lazy
 
     url = base_url or DEFAULT_BASE_URL
     if is_deapi_host(url):
@@ -98,7 +98,7 @@ def default_cache(settings: Settings | None = None) -> ResultCache:
     sub-folder ``.providers/<server>`` of the configured location (see :func:`provider_scope`).
     """
     if settings is None:
-        from .._config import get_config
+        from .._config import get_config  # lazy
 
         settings = get_config()
     location = getattr(settings, "cache_path", None) or os.path.expanduser(
@@ -138,7 +138,7 @@ def resolve_cache(
         return NullCache()
     if cache is USE_DEFAULT or cache is True:
         if settings is None:
-            from .._config import get_config
+            from .._config import get_config  # lazy
 
             settings = get_config()
         if not getattr(settings, "cache_enabled", True):
@@ -147,7 +147,7 @@ def resolve_cache(
     if isinstance(cache, str | os.PathLike):
         location = os.fspath(cache)
         if settings is None:
-            from .._config import get_config
+            from .._config import get_config  # lazy
 
             settings = get_config()
         threshold = int(getattr(settings, "cache_compact_threshold", 64))

@@ -484,7 +484,7 @@ def _make_store(
         path = location[len("file://") :] if location.startswith("file://") else location
         return _LocalStore(os.path.abspath(os.path.expanduser(path)))
     try:
-        import fsspec
+        import fsspec  # lazy
     except ImportError as exc:  # pragma: no cover - fsspec is a dependency
         raise CacheError(f"Cache location {location!r} needs fsspec: pip install fsspec") from exc
     try:

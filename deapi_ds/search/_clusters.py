@@ -17,10 +17,12 @@ matplotlib Figure or as an SVG scatter whose points show their text on hover.
 from __future__ import annotations
 
 import base64
+import io
 import math
 from collections import Counter
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -113,7 +115,7 @@ def _fit_labels(
 ) -> np.ndarray:
     if method == "hdbscan":
         try:
-            from sklearn.cluster import HDBSCAN
+            from sklearn.cluster import HDBSCAN  # optional
         except ImportError as exc:
             raise InvalidParameterError(
                 "method='hdbscan' needs scikit-learn >= 1.3: pip install 'deapi-ds[sklearn]'."
@@ -126,7 +128,7 @@ def _fit_labels(
         )
     if engine in ("auto", "sklearn"):
         try:
-            from sklearn.cluster import KMeans
+            from sklearn.cluster import KMeans  # optional
         except ImportError as exc:
             if engine == "sklearn":
                 raise InvalidParameterError(
@@ -298,7 +300,7 @@ def cluster(
 
 
 def _texts(data: Any, text: Any, n: int) -> list[Any] | None:
-    from ._index import SearchIndex
+    from ._index import SearchIndex  # lazy
 
     if text is None and isinstance(data, SearchIndex) and data.text_column is not None:
         text = data.frame[data.text_column]
@@ -392,7 +394,7 @@ def _pca(unit: np.ndarray) -> np.ndarray:
 
 def _umap(unit: np.ndarray, seed: int) -> np.ndarray:
     try:
-        import umap
+        import umap  # optional
     except ImportError as exc:
         raise InvalidParameterError(
             "method='umap' needs umap-learn: pip install 'deapi-ds[umap]' (or use method='pca')."
@@ -432,7 +434,7 @@ def plot_map(
     """A 2-D map (from :func:`project`) as a scatter plot, coloured by ``hue`` (e.g. cluster
     labels), with ``names[h]`` written at the centre of each colour. Made through pyplot
     (``plt.show()`` shows it); with ``ax=`` it draws there and returns that Axes' Figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy
 
     frame = _xy(xy)
     hues = _aligned(hue, len(frame), "hue")
@@ -495,7 +497,6 @@ class ScatterMap:
 
     def save(self, path: Any) -> Any:
         """Write the scatter as ``.svg`` or ``.html`` (by the suffix); returns the path."""
-        from pathlib import Path
 
         path = Path(path)
         if path.suffix.lower() not in (".svg", ".html", ".htm"):
@@ -556,9 +557,8 @@ def scatter_map(
     parts.append("</svg>")
 
     def png() -> bytes:
-        import io
 
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy
 
         fig = plot_map(frame, hue=hues, names=names)
         buffer = io.BytesIO()

@@ -45,7 +45,7 @@ _VERIFY_PAIRS = 8192
 
 def _vectors_and_labels(data: Any, column: Any, where: str) -> tuple[np.ndarray, pd.Index]:
     """(matrix, row labels) from an array, a frame + vector column, an index or a result."""
-    from ._index import SearchIndex
+    from ._index import SearchIndex  # lazy
 
     if isinstance(data, SearchIndex):
         return data.vectors, data.frame.index

@@ -92,7 +92,7 @@ class Evaluation:
         """A grouped bar chart: one group per measure, one bar per configuration (a Figure
         made through pyplot, so ``plt.show()`` shows it; in a notebook end the line with
         ``;`` or assign it, to show it once)."""
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy
 
         measures = list(measures or self.measures)
         unknown = [m for m in measures if m not in self.table.columns]

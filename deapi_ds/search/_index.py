@@ -29,6 +29,7 @@ import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -122,7 +123,7 @@ def _is_vector_column(column: pd.Series) -> bool:
     """True for a column holding vectors (arrays / lists of numbers, or an Arrow list type)."""
     dtype = column.dtype
     if isinstance(dtype, pd.ArrowDtype):
-        import pyarrow as pa
+        import pyarrow as pa  # lazy
 
         typ = dtype.pyarrow_dtype
         return pa.types.is_list(typ) or pa.types.is_fixed_size_list(typ)
@@ -652,9 +653,9 @@ class SearchIndex:
         (Enter or leaving the box), not on every keystroke, with ``mode``. ``columns`` picks
         the frame columns shown (default: ``text_column``, or all of them).
         """
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # lazy
 
-        from deapi_ds.display import frame_html
+        from deapi_ds.display import frame_html  # lazy
 
         k = _check_int(k, "k", 1, "widget()")
         mode = _check_mode(mode, "widget()")
@@ -685,8 +686,6 @@ class SearchIndex:
                 table = found[["rank", "score", *[_result_column(c) for c in shown], "row"]]
                 results.value = frame_html(table.set_index("rank"), max_rows=k)
             except Exception as exc:  # show the error in the widget, not in the kernel log
-                from html import escape
-
                 results.value = (
                     f'<span style="color:#a93226">{escape(type(exc).__name__)}: '
                     f"{escape(str(exc))}</span>"
