@@ -579,6 +579,8 @@ class _EmbedTask(Task):
             )
             for u in ids[invalid]
         }
+        if present.all():  # the usual case: no copy of the batch's vectors
+            return Answer(ids, out.matrix, errors)
         return Answer(ids[present], out.matrix[present], errors)
 
     async def _half(self, ids: np.ndarray) -> Answer:
