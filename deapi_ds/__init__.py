@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 from ._quota import QuotaStatus, quota_status
 from ._version import __version__
+from .account import abalance, aquote, balance, quote
 from .embeddings import (
     EmbeddingResult,
     EmbeddingTransformer,
@@ -121,6 +122,7 @@ __all__ = [
     "VideoJob",
     "VideoJobs",
     "__version__",
+    "abalance",
     "aedit_images",
     "aembed",
     "aestimate",
@@ -133,9 +135,11 @@ __all__ = [
     "agenerate_images",
     "agenerate_video",
     "amodels",
+    "aquote",
     "aspeak",
     "atranscribe",
     "atranscribe_folder",
+    "balance",
     "cache",
     "config_context",
     "edit_images",
@@ -156,6 +160,7 @@ __all__ = [
     "image_grid",
     "models",
     "quota_status",
+    "quote",
     "reset_config",
     "search",
     "set_config",

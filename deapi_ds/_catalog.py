@@ -53,7 +53,7 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
     ``loopback=True`` starts it as a real HTTP server on 127.0.0.1 (for other tools such as the
     ``openai`` SDK). Returns the :class:`deapi_ds.emulator.Emulator`, whose ``stats()`` tell what
     would have been paid for. Undo with ``deapi_ds.set_config(transport=None, base_url=None,
-    api_key=None)``. Calling it again (a rerun notebook cell) stops the loopback server it
+    api_key=None, native_base_url=None)``. Calling it again (a rerun notebook cell) stops the loopback server it
     started before.
 
     >>> emu = deapi_ds.use_emulator()
@@ -74,10 +74,20 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
         handle = server.__enter__()
         emu._deapi_ds_server = (server, handle)  # keep it alive with the emulator
         _loopback_server.append(server)
-        set_config(base_url=handle.base_url, api_key=key, transport=None, tier="unlimited")
+        set_config(
+            base_url=handle.base_url,
+            native_base_url=handle.base_url.removesuffix("/v1") + "/api/v2",
+            api_key=key,
+            transport=None,
+            tier="unlimited",
+        )
     else:
         set_config(
-            base_url=EMULATOR_BASE_URL, api_key=key, transport=emu.transport(), tier="unlimited"
+            base_url=EMULATOR_BASE_URL,
+            native_base_url=EMULATOR_BASE_URL.removesuffix("/v1") + "/api/v2",
+            api_key=key,
+            transport=emu.transport(),
+            tier="unlimited",
         )
     get_config()
     return emu

@@ -9,6 +9,7 @@ Environment variables (the README has the same table)::
 
     DEAPI_API_KEY                your deAPI key (dpn-sk-<id>|<secret>; a bare <id>|<secret> gets the prefix)
     DEAPI_BASE_URL               https://oai.deapi.ai/v1
+    DEAPI_NATIVE_BASE_URL        https://api.deapi.ai/api/v2 (native API: jobs, diarization, OCR)
     OPENAI_API_KEY               used when DEAPI_API_KEY is unset; never sent to a deAPI host
                                  unless it starts with dpn-sk-
     OPENAI_BASE_URL              used with OPENAI_API_KEY when DEAPI_BASE_URL is unset
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://oai.deapi.ai/v1"
+DEFAULT_NATIVE_BASE_URL = "https://api.deapi.ai/api/v2"
 KEY_PREFIX = "dpn-sk-"
 
 #: name -> (default shown in the docs, description); the README table is generated from this.
@@ -67,6 +69,10 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
         "Your deAPI key, `dpn-sk-<id>|<secret>`; a bare `<id>|<secret>` gets the `dpn-sk-` prefix.",
     ),
     "DEAPI_BASE_URL": (DEFAULT_BASE_URL, "The OpenAI-compatible endpoint."),
+    "DEAPI_NATIVE_BASE_URL": (
+        DEFAULT_NATIVE_BASE_URL,
+        "deAPI's native API (jobs: diarization, links, OCR); it gets the key without `dpn-sk-`.",
+    ),
     "OPENAI_API_KEY": (
         "unset",
         "Used when `DEAPI_API_KEY` is unset. Never sent to a deAPI host unless it starts with `dpn-sk-`.",
@@ -188,6 +194,7 @@ class Settings:
     api_key: Secret | None = None
     key_source: str | None = None
     base_url: str = DEFAULT_BASE_URL
+    native_base_url: str = DEFAULT_NATIVE_BASE_URL
     cache_dir: str = "~/.cache/deapi_ds"
     cache_enabled: bool = True
     cache_storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -356,6 +363,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             values["base_url"] = base
     elif env.get("DEAPI_BASE_URL"):
         values["base_url"] = env["DEAPI_BASE_URL"]
+    if env.get("DEAPI_NATIVE_BASE_URL"):
+        values["native_base_url"] = env["DEAPI_NATIVE_BASE_URL"]
     if env.get("DEAPI_DS_CACHE_DIR"):
         values["cache_dir"] = env["DEAPI_DS_CACHE_DIR"]
     if env.get("DEAPI_DS_CACHE"):
@@ -408,7 +417,7 @@ def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             value = parse_rpm(value)
         if name == "speech_formats" and value is not None:
             value = _formats(value)
-        if name == "base_url" and value is not None:
+        if name in ("base_url", "native_base_url") and value is not None:
             value = str(value).rstrip("/")
         out[name] = value
     return out
@@ -432,8 +441,9 @@ def get_config(**overrides: Any) -> Settings:
         values.update(layer)
     if overrides:
         values.update(check_overrides(overrides))
-    if "base_url" in values:
-        values["base_url"] = str(values["base_url"]).rstrip("/")
+    for name in ("base_url", "native_base_url"):
+        if name in values:
+            values[name] = str(values[name]).rstrip("/")
     return Settings(**values)
 
 

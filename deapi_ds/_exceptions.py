@@ -328,15 +328,31 @@ class ResponseValidationError(DeapiError):
 
 
 class JobFailedError(DeapiError):
-    """An asynchronous job (video generation) ended in failure."""
+    """An asynchronous job (video generation, a native deAPI job) ended in failure.
+
+    Native jobs also carry deAPI's ``reason`` (``error_reason``, e.g. ``SOURCE_PRIVATE``),
+    ``retryable`` and ``refunded``.
+    """
 
     __module__ = "deapi_ds"
 
-    def __init__(self, message: str, *, job_id: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str | None = None,
+        code: str | None = None,
+        reason: str | None = None,
+        retryable: bool | None = None,
+        refunded: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.job_id = job_id
         self.code = code
+        self.reason = reason
+        self.retryable = retryable
+        self.refunded = refunded
 
 
 class CacheError(DeapiError):

@@ -1157,11 +1157,18 @@ def _cues(
         yield start, max(start, end), text, seg
 
 
-def format_srt(segments: Iterable[Mapping[str, Any]] | Any, *, text_key: str = "text") -> str:
+def format_srt(
+    segments: Iterable[Mapping[str, Any]] | Any,
+    *,
+    text_key: str = "text",
+    speaker_key: str | None = "speaker",
+) -> str:
     """Format segments (dicts or a DataFrame with start, end, text) as SubRip (SRT).
 
     Cues are numbered from 1; blank lines inside a text are removed (they would end the cue);
     segments with empty text are skipped; an end before its start is clamped to the start.
+    A segment's ``speaker`` (if present and not empty) prefixes its text (``SPEAKER_00: ...``);
+    ``speaker_key=None`` leaves speakers out.
 
     >>> print(format_srt([{"start": 3661.5, "end": 3663.25, "text": "Hello\\nworld"}]), end="")
     1
@@ -1170,7 +1177,10 @@ def format_srt(segments: Iterable[Mapping[str, Any]] | Any, *, text_key: str = "
     world
     """
     blocks = []
-    for n, (start, end, text, _) in enumerate(_cues(segments, text_key, "format_srt"), 1):
+    for n, (start, end, text, seg) in enumerate(_cues(segments, text_key, "format_srt"), 1):
+        speaker = seg.get(speaker_key) if speaker_key else None
+        if isinstance(speaker, str) and speaker.strip():
+            text = f"{speaker.strip()}: {text}"
         blocks.append(f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 

@@ -221,6 +221,13 @@ _BASIC_RPM = {
     "audio.transcriptions": 1,
     "videos": 1,
     "videos.retrieve": 50,
+    # native v2 API (deapi-reference.md §4.2)
+    "v2.audio.transcriptions": 1,
+    "v2.images.ocr": 5,
+    "v2.images.background-removals": 5,
+    "v2.images.upscales": 5,
+    "v2.price": 50,
+    "v2.jobs": 50,
 }
 
 #: Requests per day on deAPI's Basic tier (deapi-reference.md §4.2, v2 limits); Premium has no
@@ -236,6 +243,9 @@ BASIC_DAILY_QUOTAS: dict[str, int] = {
     "videos": 15,
     "price": 200,
     "jobs": 200,
+    "images.ocr": 50,
+    "images.background-removals": 100,
+    "images.upscales": 100,
 }
 
 #: The engine's endpoint names (what ``_client.py`` passes to ``engine.call``) -> the deAPI
@@ -254,6 +264,15 @@ QUOTA_ENDPOINTS: dict[str, str] = {
     "jobs": "jobs",
     "jobs.status": "jobs",
     "price": "price",
+    # the native v2 API (``_native.py``): the same account, so the same buckets; a native
+    # transcription counts with the gateway's (whether deAPI shares them is undocumented:
+    # sharing errs on the safe side)
+    "v2.audio.transcriptions": "audio.transcriptions",
+    "v2.images.ocr": "images.ocr",
+    "v2.images.background-removals": "images.background-removals",
+    "v2.images.upscales": "images.upscales",
+    "v2.price": "price",
+    "v2.jobs": "jobs",
 }
 
 

@@ -20,7 +20,7 @@ import anyio
 import numpy as np
 import pandas as pd
 
-from . import _config
+from . import _config, _native
 from ._client import AsyncClient, Client
 from ._config import Settings, get_config
 from ._engine import run_sync
@@ -154,6 +154,7 @@ def resolve_client(client: Client | AsyncClient | None) -> AsyncClient:
 def clear_shared_clients() -> None:
     with _shared_lock:
         _shared.clear()
+    _native.clear_shared_clients()
 
 
 def syncify(afn: Callable[..., Awaitable[T]]) -> Callable[..., T]:

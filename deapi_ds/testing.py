@@ -82,6 +82,7 @@ def emulated(
         else:
             base_url, transport = "http://emulator.deapi-ds.invalid/v1", emu.transport()
         options = {"tier": "unlimited", **settings}
+        options.setdefault("native_base_url", base_url.removesuffix("/v1") + "/api/v2")
         stack.enter_context(
             process_context(
                 base_url=base_url,

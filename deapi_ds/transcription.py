@@ -51,6 +51,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _media
+from . import _native_transcription as _nt
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, Transcription
 from ._common import is_missing
@@ -214,6 +215,10 @@ class _Item:
     record: dict[str, Any] | None = None
     chunks: int | None = None
     info: _media.MediaInfo | None = None  # the probe's result, reused by prepare_upload
+    url: str | None = None  # a link (YouTube, X, Twitch, Kick, TikTok): native API
+    error_code: str | None = None  # native job failures: deAPI's error_code, error_reason
+    error_reason: str | None = None
+    refunded: bool | None = None
 
     def fail(
         self, exc: BaseException | str, *, error_type: str | None = None, retryable: bool = False
@@ -291,7 +296,10 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
     items: list[_Item] = []
     seen: Counter[str] = Counter()
     for pos, (label, value) in enumerate(zip(series.index, series.tolist(), strict=True)):
-        if isinstance(value, str | os.PathLike) and not is_missing(value):
+        if _nt.is_link(value):
+            url = value.strip()
+            item = _Item(pos, url, name=url, url=url)
+        elif isinstance(value, str | os.PathLike) and not is_missing(value):
             path = os.fspath(value)
             path = path if isinstance(path, str) else path.decode(errors="replace")
             file = path
@@ -991,7 +999,11 @@ async def _run(
     concurrency: int | None,
     keep_audio: bool,
     meta: dict[str, Any],
+    diarize: bool = False,
+    include_metadata: bool = False,
+    api: str = "auto",
     estimate: bool = False,
+    quote: bool = False,
 ) -> TranscriptionResult | Estimate:
     aclient = resolve_client(client)
     opts = _resolve_options(
@@ -1001,6 +1013,23 @@ async def _run(
     )  # fmt: skip
     model, fmt, words_on = opts["model"], opts["response_format"], opts["word_timestamps"]
     store = resolve_cache(cache, settings=opts["settings"])
+    native = _nt.route(
+        items, api=api, diarize=diarize, include_metadata=include_metadata, func=func,
+        model=model, language=opts["language"], word_timestamps=word_timestamps,
+        response_format=response_format,
+    )  # fmt: skip
+    if native is not None and estimate:
+        native_estimate = await _nt.estimate_native(
+            native["items"], opts=native["opts"], settings=opts["settings"], quote=quote
+        )
+        for it in native["items"]:
+            it.status = "native"  # the gateway's estimate below leaves these rows out
+    elif native is not None:
+        show = opts["settings"].progress if progress is None else bool(progress)
+        meta["native"] = await _nt.run_native(
+            native["items"], func=func, opts=native["opts"], store=store,
+            settings=opts["settings"], show_progress=show,
+        )  # fmt: skip
     params = {"language": opts["language"], "response_format": fmt, "word_timestamps": words_on}
     kept = await _hash_all(items, model=model, params=params, keep_audio=keep_audio)
     groups: dict[str, list[_Item]] = {}
@@ -1011,7 +1040,8 @@ async def _run(
         list(groups.values()), func=func, aclient=aclient, store=store, opts=opts, params=params
     )
     if estimate:
-        return await _estimate(task, items, store)
+        gateway = await _estimate(task, items, store)
+        return gateway if native is None else _nt.merge_estimate(gateway, native_estimate)
     show = opts["settings"].progress if progress is None else bool(progress)
     bar = Progress(0, desc=f"transcribe {model}", unit="s", show=show, engine=aclient.engine)
     task.bar = _AudioBar(bar)
@@ -1039,6 +1069,8 @@ async def _run(
         cache=getattr(store, "location", None),
     )
     result = _assemble(items, index, model=model, meta=meta, kept=kept)
+    _nt.finish(result, items)
+    sent_failed.update(it.pos for it in items if it.status == "error" and it.error_code)
     local = np.array([it.status == "error" and it.pos not in sent_failed for it in items], bool)
     return check_outcome(result, func=func, frame=result.files, input_failed=local)
 
@@ -1176,6 +1208,7 @@ def _assemble(
                     "start": w.get("start"),
                     "end": w.get("end"),
                     "probability": w.get("probability"),
+                    "speaker": w.get("speaker"),
                 }
             )
     files = pd.DataFrame(
@@ -1209,6 +1242,8 @@ def _assemble(
     )  # fmt: skip
     has_prob = any(r["probability"] is not None for r in word_rows)
     word_cols = ["file", "segment", "word", "start", "end"] + (["probability"] if has_prob else [])
+    if any(r["speaker"] is not None for r in word_rows):
+        word_cols.append("speaker")
     words_df = _frame(
         word_rows,
         {
@@ -1218,6 +1253,7 @@ def _assemble(
             "start": "Float64",
             "end": "Float64",
             "probability": "Float64",
+            "speaker": "string",
         },
         word_cols,
     )
@@ -1250,8 +1286,12 @@ async def atranscribe(
     progress: bool | None = None,
     concurrency: int | None = None,
     keep_audio: bool = False,
+    diarize: bool = False,
+    include_metadata: bool = False,
+    api: str = "auto",
 ) -> TranscriptionResult:
-    """Transcribe audio or video files given as paths or bytes (a list, a Series, or a column).
+    """Transcribe audio or video files given as paths or bytes, or links (a list, a Series, or
+    a column).
 
     Returns a :class:`TranscriptionResult`: ``.files`` (one row per input, in input order and
     with the input's index), ``.segments`` and ``.words``. Options:
@@ -1270,6 +1310,16 @@ async def atranscribe(
     - ``concurrency``: uploads in flight at once for this call (default: the client's).
     - ``keep_audio``: keep the bytes of files up to 25 MB in memory for
       :meth:`TranscriptionResult.play` (otherwise they are re-read from their paths).
+    - Links (YouTube, X/Twitter incl. Spaces, Twitch, Kick, TikTok) go to deAPI's native API as
+      jobs (job ids cached at once: a rerun resumes instead of paying again); TikTok needs
+      ``model="WhisperLargeV3Ct2"``.
+    - ``diarize=True``: who spoke when (``speaker`` in ``segments`` and ``words``, the
+      :attr:`TranscriptionResult.speakers` table); runs on the native API with
+      WhisperLargeV3Ct2 (billed 1.5x), files included.
+    - ``include_metadata=True``: the links' title, channel, duration, views… as ``files``
+      columns (+$0.005 per link).
+    - ``api``: ``"auto"`` (links and native-only options on the native API, other files on
+      the OpenAI-compatible gateway), ``"gateway"`` or ``"native"`` (every row).
 
     >>> res = await deapi_ds.atranscribe(["a.mp3", "b.wav"])          # doctest: +SKIP
     >>> res.files[["file", "duration", "status"]]                      # doctest: +SKIP
@@ -1281,6 +1331,7 @@ async def atranscribe(
         response_format=response_format, word_timestamps=word_timestamps,
         max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
         concurrency=concurrency, keep_audio=keep_audio, meta={"source": "list"},
+        diarize=diarize, include_metadata=include_metadata, api=api,
     )  # fmt: skip
 
 
@@ -1347,6 +1398,8 @@ async def atranscribe_folder(
     progress: bool | None = None,
     concurrency: int | None = None,
     keep_audio: bool = False,
+    diarize: bool = False,
+    api: str = "auto",
 ) -> TranscriptionResult:
     """Transcribe every audio and video file in a folder: one ``files`` row per file, always.
 
@@ -1372,7 +1425,7 @@ async def atranscribe_folder(
         items, pd.RangeIndex(len(items)), func="transcribe_folder", model=model,
         language=language, response_format=response_format, word_timestamps=word_timestamps,
         max_upload_mb=max_upload_mb, client=client, cache=cache, progress=progress,
-        concurrency=concurrency, keep_audio=keep_audio, meta=meta,
+        concurrency=concurrency, keep_audio=keep_audio, meta=meta, diarize=diarize, api=api,
     )  # fmt: skip
 
 
@@ -1391,6 +1444,10 @@ async def aestimate_transcribe(
     max_upload_mb: float | None = None,
     client: Client | AsyncClient | None = None,
     cache: Any = USE_DEFAULT,
+    diarize: bool = False,
+    include_metadata: bool = False,
+    api: str = "auto",
+    quote: bool = False,
 ) -> Estimate:
     """What :func:`transcribe` would send (async twin of :func:`estimate_transcribe`)."""
     series = _as_series(data, column, "estimate_transcribe")
@@ -1400,6 +1457,7 @@ async def aestimate_transcribe(
         response_format=response_format, word_timestamps=word_timestamps,
         max_upload_mb=max_upload_mb, client=client, cache=cache, progress=False,
         concurrency=None, keep_audio=False, meta={}, estimate=True,
+        diarize=diarize, include_metadata=include_metadata, api=api, quote=quote,
     )  # fmt: skip
 
 
@@ -1439,7 +1497,14 @@ estimate_transcribe = syncify(aestimate_transcribe)
 estimate_transcribe.__doc__ = """What :func:`transcribe` would send: an :class:`~deapi_ds.Estimate` of
 audio seconds (files are read and probed locally, so durations are exact), requests, cost at
 the reference price per audio hour (x1.5 for word timestamps on models that charge for them),
-time and days of daily quota. Same arguments as :func:`transcribe`; nothing is sent."""
+time and days of daily quota. Same arguments as :func:`transcribe`; nothing is sent.
+
+Rows for deAPI's native API (links; files with ``diarize=True``) count with their own factor
+(x1.5 for diarization / word timestamps on WhisperLargeV3Ct2, +$0.005 per link with
+``include_metadata``); a link's duration is unknown before it is fetched, so it is left out of
+the cost and counted in ``extra["unknown_duration"]`` rather than guessed. ``quote=True`` also
+asks deAPI's price endpoint for each native row (``extra["quote_usd"]``; 50/min and 200/day on
+Basic)."""
 estimate_transcribe_folder = syncify(aestimate_transcribe_folder)
 estimate_transcribe_folder.__doc__ = """What :func:`transcribe_folder` would send (see
 :func:`estimate_transcribe`). Same arguments as :func:`transcribe_folder`; nothing is sent."""
@@ -1491,7 +1556,9 @@ class TranscriptionResult(ResultFrame):
     - ``words``: file, segment, word, start, end (a missing timestamp stays <NA>).
 
     Helpers: :meth:`to_srt`, :meth:`to_vtt`, :meth:`export_subtitles`, :meth:`speaking_stats`,
-    :meth:`search_text`, :meth:`semantic_search`, :meth:`play`, :meth:`view_segments`.
+    :meth:`search_text`, :meth:`semantic_search`, :meth:`play`, :meth:`view_segments`; with
+    ``diarize=True``: :attr:`speakers`, :meth:`turn_taking`, :meth:`talk_time_chart`,
+    :meth:`speaker_timeline`; quality: the segments' ``flag`` column and :meth:`flagged`.
     """
 
     def __init__(
@@ -1686,8 +1753,50 @@ class TranscriptionResult(ResultFrame):
             index=self.frame.index,
         )
 
-    def search_text(self, pattern: str, *, regex: bool = False, case: bool = False) -> pd.DataFrame:
-        """Segments whose text contains ``pattern`` (a keyword, or a regular expression).
+    # --- speakers (transcribe(..., diarize=True)) and quality ------------------------------
+    @property
+    def speakers(self) -> pd.DataFrame:
+        """Per file and speaker: talk_time, share, turns, words, words_per_minute and
+        longest_monologue (empty without diarization)."""
+        return _nt.speakers_table(self.segments, self.words)
+
+    def turn_taking(self, *, overlap_tolerance: float = 0.0) -> pd.DataFrame:
+        """Who follows whom: handovers, median gap and interruptions per speaker pair."""
+        return _nt.turn_taking(self.segments, overlap_tolerance=overlap_tolerance)
+
+    def talk_time_chart(self, *, ax: Any = None) -> Any:
+        """A bar chart of talk time per speaker (a matplotlib Figure, or ``ax``)."""
+        return _nt.talk_time_figure(self.speakers, ax=ax)
+
+    def speaker_timeline(self, file: Any, *, ax: Any = None) -> Any:
+        """Who speaks when in one file (a matplotlib Figure, or ``ax``)."""
+        return _nt.timeline_figure(self.segments, self._file_id(file), ax=ax)
+
+    def flagged(self) -> pd.DataFrame:
+        """Segments with a quality ``flag`` (silence, repetition, low_confidence) and files that
+        came back without speech (flag ``no_speech``), to check by ear or drop."""
+        segs = (
+            self.segments[self.segments["flag"].notna().to_numpy()]
+            if "flag" in self.segments
+            else self.segments.iloc[:0]
+        )
+        silent = self.frame[self.frame["status"].eq("no_speech").fillna(False).to_numpy()]
+        rows = pd.DataFrame(
+            {"file": silent["file"], "segment": pd.array([pd.NA] * len(silent), dtype="Int64"),
+             "flag": pd.array(["no_speech"] * len(silent), dtype="string")}
+        )  # fmt: skip
+        return pd.concat([segs, rows], ignore_index=True) if len(rows) else segs
+
+    def search_text(
+        self,
+        pattern: str,
+        *,
+        regex: bool = False,
+        case: bool = False,
+        speaker: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Segments whose text contains ``pattern`` (a keyword, or a regular expression),
+        optionally only those of ``speaker`` (a label or a list of labels).
 
         >>> res.search_text("budget")[["file", "start", "end", "text"]]   # doctest: +SKIP
         """
@@ -1703,10 +1812,25 @@ class TranscriptionResult(ResultFrame):
                     f"search_text(): {pattern!r} is not a valid regular expression ({exc})."
                 ) from None
         hit = self.segments["text"].str.contains(pattern, case=case, regex=regex).fillna(False)
-        return self.segments[hit.to_numpy(dtype=bool)]
+        return self._of_speaker(self.segments[hit.to_numpy(dtype=bool)], speaker)
+
+    def _of_speaker(self, frame: pd.DataFrame, speaker: Any) -> pd.DataFrame:
+        if speaker is None:
+            return frame
+        if "speaker" not in frame.columns:
+            raise InvalidParameterError(
+                "These segments have no speakers: transcribe with diarize=True to filter by speaker."
+            )
+        wanted = [speaker] if isinstance(speaker, str) else list(speaker)
+        return frame[frame["speaker"].isin(wanted).fillna(False).to_numpy()]
 
     def semantic_search(
-        self, query: str | Sequence[str], k: int = 5, *, model: str | None = None
+        self,
+        query: str | Sequence[str],
+        k: int = 5,
+        *,
+        model: str | None = None,
+        speaker: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """The ``k`` segments closest in meaning to ``query``, through the embeddings feature.
 
@@ -1737,7 +1861,10 @@ class TranscriptionResult(ResultFrame):
 
             index = SearchIndex(frame, matrix, embed=embed_queries, text_column="text")
             self._index_cache[emb_model] = index
-        return index.search(query, k=k)
+        if speaker is None:
+            return index.search(query, k=k)
+        hits = self._of_speaker(index.search(query, k=len(self.segments)), speaker)
+        return hits.groupby("query", sort=False).head(k) if "query" in hits else hits.head(k)
 
     # --- listening --------------------------------------------------------------------------
     def audio(self, file: Any) -> bytes:

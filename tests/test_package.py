@@ -98,3 +98,22 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
             exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the message says which block
             raise AssertionError(f"README python block {i + 1} failed: {exc!r}\n{code}") from exc
+
+
+def test_native_layer_public_helpers_and_imports():
+    for name in (
+        "abalance",
+        "aquote",
+        "balance",
+        "quote",
+    ):
+        assert name in deapi_ds.__all__
+    assert deapi_ds.balance.__doc__ and deapi_ds.quote.__doc__
+    # the native client and the job layer stay below pandas; only _transport imports httpx
+    for module in ("_native.py", "_jobs.py"):
+        names = _imports(PKG / module)
+        assert not any(n.split(".")[0] in ("httpx", "pandas") for n in names), module
+    # the emulator checks the wire contract on its own
+    for module in ("emulator/_native.py", "emulator/_ocr.py"):
+        text = (PKG / module).read_text()
+        assert "from .." not in text and "import deapi_ds" not in text, module

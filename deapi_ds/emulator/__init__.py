@@ -81,6 +81,16 @@ Stats
 uploads), ``videos`` and ``video_seconds`` (when a job completes). ``emu.history`` lists recent
 requests; ``emu.reset_stats()`` zeroes everything.
 
+deAPI's native v2 API
+---------------------
+The same emulator answers ``/api/v2/...`` (base URL ``https://api.deapi.ai/api/v2``, raw
+``<id>|<secret>`` keys): transcription jobs from files or the fake links of :data:`SOURCES`
+(with diarization: :func:`synthesize_dialogue` makes multi-voice clips whose turns come back
+labelled), OCR of text drawn with Pillow's bitmap font (:func:`render_text_image`,
+:func:`read_text`), background removal, upscaling, ``/price`` quotes, ``/jobs/{id}``,
+``/account/balance`` and ``/models``. ``emu.native`` (a :class:`NativeAPI`) sets job timing,
+result-URL lifetime, Basic limits (``emu.native.limits("basic")``) and scripted job failures.
+
 Other options: ``Emulator(api_key="dpn-sk-x")`` accepts only that key;
 ``error_style="native"`` answers deAPI's native ``{"message", "errors"}`` shape (422 for
 validation); ``speech_formats=("mp3",)`` emulates the mp3-only gateway.
@@ -113,20 +123,27 @@ from __future__ import annotations
 from ._app import ENDPOINTS, Emulator, EmulatorResponse
 from ._faults import Fault
 from ._models import MODELS, count_tokens, embed_texts
+from ._native import SOURCES, NativeAPI, synthesize_dialogue
+from ._ocr import read_text, render_text_image
 from ._server import EmulatorServer
 from ._transport import EmulatorTransport
 
 __all__ = [
     "ENDPOINTS",
     "MODELS",
+    "SOURCES",
     "Emulator",
     "EmulatorResponse",
     "EmulatorServer",
     "EmulatorTransport",
     "Fault",
+    "NativeAPI",
     "count_tokens",
     "embed_texts",
     "main_serve",
+    "read_text",
+    "render_text_image",
+    "synthesize_dialogue",
 ]
 
 for _name in ("Emulator", "EmulatorResponse", "EmulatorServer", "EmulatorTransport", "Fault"):

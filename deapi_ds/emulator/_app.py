@@ -44,6 +44,16 @@ ENDPOINTS: tuple[str, ...] = (
     "videos.content",
     "chat.completions",
     "files",
+    # deAPI's native v2 API (``_native.py``)
+    "v2.models",
+    "v2.account.balance",
+    "v2.jobs",
+    "v2.price",
+    "v2.audio.transcriptions",
+    "v2.images.ocr",
+    "v2.images.background-removals",
+    "v2.images.upscales",
+    "v2.results",
 )
 
 _COUNTERS: tuple[str, ...] = (
@@ -62,6 +72,8 @@ _COUNTERS: tuple[str, ...] = (
     "bytes",
     "videos",
     "video_seconds",
+    "jobs",
+    "usd",
 )
 
 _KEY_PREFIX = "dpn-sk-"
@@ -380,6 +392,11 @@ class Emulator:
             ),
             ("*", re.compile(r"/v1/files(/.*)?"), "files", self._files_unsupported),
         ]
+        from ._native import NativeAPI
+
+        #: deAPI's native v2 API (``/api/v2/...``): jobs, prices, balance, models.
+        self.native = NativeAPI(self)
+        self._routes.extend(self.native.routes())
 
     def quota_used(self, endpoint: str) -> int:
         """Requests counted today against ``endpoint``'s daily quota."""
@@ -585,6 +602,11 @@ class Emulator:
             scheme=scheme,
         )
         route = self._match(req)
+        if route is None and req.path.startswith("/api/"):
+            error = self.native.check_auth(req) or _ApiError(
+                404, f"The route {req.path.lstrip('/')} could not be found."
+            )
+            return self._error_response(error, "v2.models")
         if route is None:
             auth_error = self._check_auth(req)
             error = auth_error or _ApiError(
@@ -601,7 +623,10 @@ class Emulator:
             counters = self._stats[endpoint]
             counters["requests"] += 1
             counters["bytes_in"] += len(req.body)
-        auth_error = None if endpoint == "files" else self._check_auth(req)
+        if endpoint.startswith("v2."):
+            auth_error = None if endpoint == "v2.results" else self.native.check_auth(req)
+        else:
+            auth_error = None if endpoint == "files" else self._check_auth(req)
         if auth_error is not None:
             return self._finish(
                 req, endpoint, request_id, self._error_response(auth_error, endpoint)
@@ -630,6 +655,11 @@ class Emulator:
             with self._lock:
                 self._stats[endpoint]["rate_limited"] += 1
             return self._finish(req, endpoint, request_id, response)
+        daily = self.native.check_daily(endpoint) if endpoint.startswith("v2.") else None
+        if daily is not None:
+            with self._lock:
+                self._stats[endpoint]["rate_limited"] += 1
+            return self._finish(req, endpoint, request_id, self._error_response(daily, endpoint))
         fault = decision.fault
         if fault is not None and fault.status is not None:
             return self._finish(req, endpoint, request_id, self._fault_response(fault, endpoint))
@@ -665,7 +695,10 @@ class Emulator:
         decision = req.decision
         response.endpoint = endpoint
         response.latency = decision.latency
-        response.headers.update(decision.rate_headers)
+        for name, value in decision.rate_headers.items():
+            response.headers.setdefault(name, value)
+        if endpoint.startswith("v2.") and decision.rate_headers:
+            response.headers.setdefault("X-RateLimit-Source", endpoint)
         response.headers.setdefault("x-request-id", request_id)
         with self._lock:
             counters = self._stats[endpoint]
@@ -736,10 +769,12 @@ class Emulator:
 
     def _error_response(self, error: _ApiError, endpoint: str | None) -> EmulatorResponse:
         status = error.status
-        if self.error_style == "native":
-            if status == 400:
+        if self.error_style == "native" or (endpoint or "").startswith("v2."):
+            if status in (400, 422):
                 status = 422
-                errors = {error.param or "request": [error.message]}
+                errors = getattr(error, "native_errors", None) or {
+                    error.param or "request": [error.message]
+                }
                 payload: dict[str, Any] = {"message": error.message, "errors": errors}
             elif status == 401:
                 payload = {"message": "Unauthenticated."}
