@@ -471,6 +471,15 @@ class ImageJobTask(Task):
     def read(self, outcome: JobOutcome, item: ImageInput) -> dict[str, Any]:
         raise NotImplementedError
 
+    def done_keys(self, store: Any) -> set[str]:
+        """The keys whose result is in ``store`` (a recorded job id alone does not count)."""
+        keys = self.keys()
+        if not keys:
+            return set()
+        table = store.lookup(self.name, self.model, keys, columns=["key", "done"])
+        pairs = zip(table["key"].to_pylist(), table["done"].to_pylist(), strict=True)
+        return {key for key, done in pairs if done}
+
     # the pipeline's hooks ----------------------------------------------------------------------
     def keys(self) -> list[str]:
         return [g[0].key for g in self.groups]  # type: ignore[misc]

@@ -434,11 +434,7 @@ async def aestimate_ocr(
                                                                 "language": language})  # fmt: skip
     store = resolve_cache(cache, settings=native.settings)
     keys = task.keys()
-    done: set[str] = set()
-    if keys:
-        table = store.lookup(task.name, model, keys, columns=["key", "done"])
-        done = {k for k, d in zip(table["key"].to_pylist(), table["done"].to_pylist(),
-                                  strict=True) if d}  # fmt: skip
+    done = task.done_keys(store)
     billed: set[str] = set()
     rows = []
     for item in items:

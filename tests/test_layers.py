@@ -40,6 +40,7 @@ RANKS: dict[str, int] = {
     "_result": 13,
     "_pipeline": 14,
     "_catalog": 15,
+    "_image_jobs": 16,  # images in, native jobs out: shared by ocr and transforms
     # task modules
     "embeddings": 20,
     "images": 20,
