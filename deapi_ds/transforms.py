@@ -14,6 +14,7 @@ selections) with one row per input that keeps the input's identity: ``input`` (i
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -139,15 +140,23 @@ async def _transform(
     return check_outcome(_assemble(items, index, task, outcome, model, meta), func=func)
 
 
+def _input_name(item: ImageInput, folder: bool) -> str | None:
+    """What names an input: its path in the folder walked, a file's name, or its label."""
+    if item.path is not None and not folder:
+        return os.path.basename(item.path)
+    return item.source
+
+
 def _assemble(
     items: list[ImageInput], index: pd.Index, task: _TransformTask, outcome: Any, model: str,
     meta: dict[str, Any],
 ) -> ImageResult:  # fmt: skip
     unit_of = {g[0].key: uid for uid, g in enumerate(task.groups)}
+    folder = meta.get("source") == "folder"
     records = []
     for item in items:
         rec: dict[str, Any] = {
-            "row": item.label, "prompt": None, "input": item.source, "model": model,
+            "row": item.label, "prompt": None, "input": _input_name(item, folder), "model": model,
             "size": None, "seed": None, "n_index": 0, "image": None, "width": None,
             "height": None, "status": item.status, "error_type": item.error_type,
             "error": item.error, "cached": False, "input_image": item.image,
