@@ -114,7 +114,8 @@ class OCRResult(ResultFrame):
         return self.frame["text"]
 
     def hits(self, found: pd.DataFrame, *, thumb: int = 160) -> ResultFrame:
-        """Search results over these rows, shown with each matching image beside its text.
+        """Search results over these rows, shown with each matching image beside its text
+        (``query``, ``rank``, ``score``, ``image``, ``text``, ``source``).
 
         ``found`` is what :meth:`deapi_ds.SearchIndex.search` returned for an index built
         over this result's frame (it carries the ``image`` column along).
@@ -128,9 +129,8 @@ class OCRResult(ResultFrame):
                 "hits() needs search results that carry the 'image' column: build the index "
                 "over this result's frame, e.g. embed(res.frame, 'text').search_index(res.frame)."
             )
-        first = [c for c in ("query", "rank", "score", "image", "text", "source") if c in found]
-        frame = found[first + [c for c in found.columns if c not in first]]
-        return _Hits(frame, thumb=thumb)
+        shown = [c for c in ("query", "rank", "score", "image", "text", "source") if c in found]
+        return _Hits(found[shown], thumb=thumb)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         html = frame_html(self.frame, media=dict(self.media), max_rows=30, max_chars=160)
