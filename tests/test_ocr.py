@@ -238,3 +238,44 @@ def test_bad_parameters_raise_before_anything_is_sent(emu, scans):
     with pytest.raises(deapi_ds.InvalidParameterError, match="neither a folder"):
         deapi_ds.ocr("no/such/place")
     assert emu.native.submitted() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "per_day"),
+    [("/images/ocr", "Nanonets_Ocr_S_F16", 50), ("/images/background-removals", "Ben2", 100),
+     ("/images/upscales", "RealESRGAN_x4", 100)],
+)  # fmt: skip
+def test_emulator_image_endpoints_keep_basic_limits_and_bill_pixels(path, model, per_day):
+    import httpx
+
+    from deapi_ds.emulator import Emulator
+
+    now = [1000.0]
+    emu = Emulator(clock=lambda: now[0])
+    emu.native.limits("basic")
+    emu.native.balance = 100.0
+    http = httpx.Client(transport=emu.transport(), base_url="https://api.deapi.ai/api/v2",
+                        headers={"Authorization": "Bearer 17|secret"})  # fmt: skip
+    png = _png(Image.new("RGB", (96, 64), "white"))
+
+    def post():
+        return http.post(path, data={"model": model}, files={"image": ("a.png", png, "image/png")})
+
+    answers = [post() for _ in range(6)]
+    assert [r.status_code for r in answers] == [200] * 5 + [429]  # 5 per minute on Basic
+    assert answers[5].json() == {"message": "Too Many Attempts."}
+    price = http.post(path + "/price", data={"model": model},
+                      files={"image": ("a.png", png, "image/png")}).json()["data"]["price"]  # fmt: skip
+    if path == "/images/ocr":
+        assert price == pytest.approx(ocr_price(96 * 64), rel=1e-3)  # the reference rate
+    for _ in range(per_day // 5 - 1):  # the rest of the day's requests, a minute apart
+        now[0] += 61
+        assert all(post().status_code == 200 for _ in range(5))
+    now[0] += 61
+    daily = post()
+    assert daily.status_code == 429 and daily.headers["X-RateLimit-Source"] == "daily"
+    for i, job in enumerate(emu.native.jobs):
+        if i % 50 == 0:
+            now[0] += 61  # job status reads: 50 per minute
+        assert http.get(f"/jobs/{job}").json()["data"]["status"] == "done"  # done: billed
+    assert emu.stats("v2" + path.replace("/", "."))["pixels"] == per_day * 96 * 64
