@@ -705,10 +705,8 @@ def route(
 
 
 def finish(result: Any, items: list[Any]) -> None:
-    """After assembly: segment quality flags, ``no_speech`` files and the native columns
-    (platform, metadata, job failure details) of ``files``."""
-    segments = result.segments
-    segments["flag"] = quality_flags(segments)
+    """After assembly: ``no_speech`` files and the native columns (platform, metadata, job
+    failure details) of ``files``."""
     files = result.frame
     status = files["status"].astype(object).to_numpy()
     text = files["text"].astype(object).to_numpy()

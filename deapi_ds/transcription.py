@@ -1240,6 +1240,7 @@ def _assemble(
          **{q: "Float64" for q in SEGMENT_QUALITY}, "speaker": "string"},
         seg_cols,
     )  # fmt: skip
+    segments_df["flag"] = _nt.quality_flags(segments_df)
     has_prob = any(r["probability"] is not None for r in word_rows)
     word_cols = ["file", "segment", "word", "start", "end"] + (["probability"] if has_prob else [])
     if any(r["speaker"] is not None for r in word_rows):
