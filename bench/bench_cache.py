@@ -11,8 +11,17 @@
 Each measurement runs in its own process (``--repeat`` times; the best time and the highest
 peak RSS are shown), so that its peak RSS is its own and the OS page cache is warm.
 
+3. ``--scenario write``: the cost of ``ResultCache.write()`` for the embed path of issue 13:
+   ``--write-rows`` unique rows (300,000) in batches of 2,048 x 1,024 float32, each batch one
+   ``write()`` (temp file, page checksums, fsync, atomic rename, automatic compaction), printed as
+   rows/s with the slowest batch, the parquet encoding and fsync shares, and the ratio to a run
+   without cache at ``--net-rate`` rows/s (22,000: issue 13's 2-core figure), both when writes
+   run in line with the network and when they overlap it.
+
     python bench/bench_cache.py                                   # small, < 60 s
     python bench/bench_cache.py --n-keys 1000000 --n-embed 200000  # the sizes of issue 4
+    python bench/bench_cache.py --scenario write                   # write throughput (issue 13)
+    python bench/bench_cache.py --scenario write --code /tmp/base  # the same for another checkout
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ import pandas as pd
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if "--code" in sys.argv:  # measure another checkout (before/after): --code /path/to/checkout
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--code") + 1]).resolve()))
 
 from deapi_ds._cache import (  # noqa: E402
     ResultCache,
@@ -129,10 +140,76 @@ def phase_read_parquet(location: str, model: str, n: int) -> dict:
     return {"read_parquet_s": t_read, "read_parquet_stack_s": total, "peak_rss_mb": peak_rss_mb()}
 
 
-PHASES = {"lookup": phase_lookup, "rerun": phase_rerun, "read_parquet": phase_read_parquet}
+def phase_write(location: str, model: str, n: int, batch: int = 2048, dim: int = 1024) -> dict:
+    """``n`` unique rows written as ``write()`` calls of ``batch`` x ``dim`` float32."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    pool = [rng.standard_normal((batch, dim), dtype=np.float32) for _ in range(4)]
+    cache = ResultCache(location)
+    times, t_keys = [], 0.0
+    for b, start in enumerate(range(0, n, batch)):
+        stop = min(n, start + batch)
+        s = time.perf_counter()
+        keys = make_keys(TASK, model, {}, [f"{model} {i}" for i in range(start, stop)])
+        t_keys += time.perf_counter() - s
+        table = pa.table({"key": keys, "embedding": embedding_array(pool[b % 4][: stop - start])})
+        s = time.perf_counter()
+        cache.write(TASK, model, table)
+        times.append(time.perf_counter() - s)
+    # the shares of one batch: the cache's parquet encoding (in memory), and an fsync of that size
+    try:
+        from deapi_ds._cache._codec import _prepare, write_parquet
+    except ImportError:  # a checkout from before the cache package
+        from deapi_ds._cache import _prepare, _row_group_size, _write_options
+
+        def write_parquet(table, where):
+            pq.write_table(
+                table, where, row_group_size=_row_group_size(table), **_write_options(table.schema)
+            )
+
+    table = _prepare(
+        pa.table({"key": keys, "embedding": embedding_array(pool[0][: len(keys)])}), model
+    )
+    encode = []
+    for _ in range(5):
+        sink = pa.BufferOutputStream()
+        s = time.perf_counter()
+        write_parquet(table, sink)
+        encode.append(time.perf_counter() - s)
+    data = sink.getvalue()
+    fsyncs = []
+    for _ in range(3):
+        fd, path = tempfile.mkstemp(dir=location)
+        os.write(fd, data)
+        s = time.perf_counter()
+        os.fsync(fd)
+        fsyncs.append(time.perf_counter() - s)
+        os.close(fd)
+        os.unlink(path)
+    return {
+        "rows": n,
+        "write_s": sum(times),
+        "median_batch_ms": float(np.median(times)) * 1000,
+        "max_batch_ms": max(times) * 1000,
+        "keys_s": t_keys,
+        "encode_ms": min(encode) * 1000,
+        "fsync_ms": float(np.median(fsyncs)) * 1000,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def run_phase(name: str, location: str, model: str, n: int, repeat: int) -> dict:
+PHASES = {
+    "lookup": phase_lookup,
+    "rerun": phase_rerun,
+    "read_parquet": phase_read_parquet,
+    "write": phase_write,
+}
+
+
+def run_phase(
+    name: str, location: str, model: str, n: int, repeat: int, code: str | None = None
+) -> dict:
     """Run a phase ``repeat`` times, each in a fresh process; best time, highest peak RSS."""
     runs = []
     for _ in range(repeat):
@@ -148,6 +225,7 @@ def run_phase(name: str, location: str, model: str, n: int, repeat: int) -> dict
                 model,
                 "--n",
                 str(n),
+                *(["--code", code] if code else []),
             ],
             capture_output=True,
             text=True,
@@ -184,6 +262,12 @@ def main() -> None:
     )
     ap.add_argument("--dir", help="cache folder (default: a temporary folder, removed afterwards)")
     ap.add_argument("--keep", action="store_true", help="keep the cache folder")
+    ap.add_argument("--scenario", choices=["lookup", "write"], default="lookup")
+    ap.add_argument("--write-rows", type=int, default=300_000, help="rows of the write scenario")
+    ap.add_argument(
+        "--net-rate", type=float, default=22_000, help="rows/s of the same run without cache"
+    )
+    ap.add_argument("--code", help="import deapi_ds from this checkout instead (before/after)")
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -194,6 +278,13 @@ def main() -> None:
         return
 
     location = args.dir or tempfile.mkdtemp(prefix="deapi_ds_bench_")
+    if args.scenario == "write":
+        try:
+            scenario_write(args, location)
+        finally:
+            if not args.keep and not args.dir:
+                shutil.rmtree(location, ignore_errors=True)
+        return
     try:
         print(
             f"cache folder: {location}  (numpy {np.__version__}, pyarrow {pa.__version__}, pandas {pd.__version__})"
@@ -248,6 +339,35 @@ def main() -> None:
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(location, ignore_errors=True)
+
+
+def scenario_write(args: argparse.Namespace, location: str) -> None:
+    import deapi_ds
+
+    print(
+        f"cache folder: {location}  (deapi_ds from {Path(deapi_ds.__file__).parent.parent}, "
+        f"pyarrow {pa.__version__}, {os.cpu_count()} cores)"
+    )
+    runs = []
+    for r in range(args.repeat):
+        shutil.rmtree(os.path.join(location, TASK), ignore_errors=True)
+        runs.append(run_phase("write", location, f"W{r}", args.write_rows, 1, args.code))
+    best = min(runs, key=lambda r: r["write_s"])
+    rate = best["rows"] / best["write_s"]
+    net = args.net_rate
+    print(
+        f"write(): {best['rows']:,} rows in batches of 2,048 x 1,024 float32: {rate:,.0f} rows/s "
+        f"(best of {args.repeat}; median batch {best['median_batch_ms']:.0f} ms, slowest "
+        f"{best['max_batch_ms']:.0f} ms)"
+    )
+    print(
+        f"    one batch: parquet encoding {best['encode_ms']:.0f} ms, fsync of 8 MB "
+        f"{best['fsync_ms']:.0f} ms; make_keys {best['keys_s'] / best['rows'] * 2048 * 1000:.1f} ms"
+    )
+    print(
+        f"    ratio to a run without cache at {net:,.0f} rows/s: {rate / (rate + net):.2f}x with "
+        f"writes in line with the network, {min(1.0, rate / net):.2f}x with writes overlapping it"
+    )
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ DataFrame scale, from Jupyter.
 >>> deapi_ds.models()                # a DataFrame of the models you can use
 """
 
+from typing import TYPE_CHECKING
+
 from . import accessors, cache  # noqa: F401 - registers df.deapi and s.deapi
 from ._cache import ResultCache
-from ._catalog import amodels, models, use_emulator
-from ._client import AsyncClient, Client
 from ._config import Settings, config_context, get_config, reset_config, set_config
 from ._estimate import Estimate
 from ._exceptions import (
@@ -38,63 +38,150 @@ from ._exceptions import (
 )
 from ._quota import QuotaStatus, quota_status
 from ._version import __version__
-from .account import abalance, aquote, balance, quote
-from .embeddings import (
-    EmbeddingResult,
-    EmbeddingTransformer,
-    aembed,
-    aestimate,
-    aestimate_embed,
-    embed,
-    estimate,
-    estimate_embed,
-)
-from .images import (
-    ImageResult,
-    aedit_images,
-    aestimate_edit_images,
-    aestimate_generate_images,
-    agenerate_images,
-    edit_images,
-    estimate_edit_images,
-    estimate_generate_images,
-    generate_images,
-)
-from .ocr import OCRResult, aestimate_ocr, aocr, estimate_ocr, ocr
 from .plotting import image_grid
-from .search import SearchIndex, search, top_k
-from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
-from .testing import emulated
-from .transcription import (
-    TranscriptionResult,
-    aestimate_transcribe,
-    aestimate_transcribe_folder,
-    atranscribe,
-    atranscribe_folder,
-    estimate_transcribe,
-    estimate_transcribe_folder,
-    transcribe,
-    transcribe_folder,
-)
-from .transforms import (
-    aestimate_remove_background,
-    aestimate_upscale,
-    aremove_background,
-    aupscale,
-    before_after,
-    estimate_remove_background,
-    estimate_upscale,
-    remove_background,
-    upscale,
-)
-from .video import (
-    VideoJob,
-    VideoJobs,
-    aestimate_generate_video,
-    agenerate_video,
-    estimate_generate_video,
-    generate_video,
-)
+
+if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for readers and tools
+    from ._catalog import amodels, models, use_emulator
+    from ._client import AsyncClient, Client
+    from .account import abalance, aquote, balance, quote
+    from .embeddings import (
+        EmbeddingResult,
+        EmbeddingTransformer,
+        aembed,
+        aestimate,
+        aestimate_embed,
+        embed,
+        estimate,
+        estimate_embed,
+    )
+    from .images import (
+        ImageResult,
+        aedit_images,
+        aestimate_edit_images,
+        aestimate_generate_images,
+        agenerate_images,
+        edit_images,
+        estimate_edit_images,
+        estimate_generate_images,
+        generate_images,
+    )
+    from .ocr import OCRResult, aestimate_ocr, aocr, estimate_ocr, ocr
+    from .search import SearchIndex, chunk, cluster, evaluate, near_duplicates, top_k
+    from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
+    from .testing import emulated
+    from .transcription import (
+        TranscriptionResult,
+        aestimate_transcribe,
+        aestimate_transcribe_folder,
+        atranscribe,
+        atranscribe_folder,
+        estimate_transcribe,
+        estimate_transcribe_folder,
+        transcribe,
+        transcribe_folder,
+    )
+    from .transforms import (
+        aestimate_remove_background,
+        aestimate_upscale,
+        aremove_background,
+        aupscale,
+        before_after,
+        estimate_remove_background,
+        estimate_upscale,
+        remove_background,
+        upscale,
+    )
+    from .video import (
+        VideoJob,
+        VideoJobs,
+        aestimate_generate_video,
+        agenerate_video,
+        estimate_generate_video,
+        generate_video,
+    )
+
+
+#: Public names imported when first used: the modules behind them bring httpx, anyio, tenacity,
+#: PyAV, pytest ..., which would double the cost of ``import deapi_ds``.
+_LAZY_MODULES = {
+    "account": ["abalance", "aquote", "balance", "quote"],
+    "_catalog": ["amodels", "models", "use_emulator"],
+    "_client": ["AsyncClient", "Client"],
+    "embeddings": [
+        "EmbeddingResult",
+        "EmbeddingTransformer",
+        "aembed",
+        "aestimate",
+        "aestimate_embed",
+        "embed",
+        "estimate",
+        "estimate_embed",
+    ],
+    "images": [
+        "ImageResult",
+        "aedit_images",
+        "aestimate_edit_images",
+        "aestimate_generate_images",
+        "agenerate_images",
+        "edit_images",
+        "estimate_edit_images",
+        "estimate_generate_images",
+        "generate_images",
+    ],
+    "ocr": ["OCRResult", "aestimate_ocr", "aocr", "estimate_ocr", "ocr"],
+    "transforms": [
+        "aestimate_remove_background",
+        "aestimate_upscale",
+        "aremove_background",
+        "aupscale",
+        "before_after",
+        "estimate_remove_background",
+        "estimate_upscale",
+        "remove_background",
+        "upscale",
+    ],
+    "speech": ["SpeechResult", "aspeak", "estimate_speak", "estimate_speech", "speak", "voices"],
+    "testing": ["emulated"],
+    "transcription": [
+        "TranscriptionResult",
+        "aestimate_transcribe",
+        "aestimate_transcribe_folder",
+        "atranscribe",
+        "atranscribe_folder",
+        "estimate_transcribe",
+        "estimate_transcribe_folder",
+        "transcribe",
+        "transcribe_folder",
+    ],
+    "search": ["SearchIndex", "chunk", "cluster", "evaluate", "near_duplicates", "top_k"],
+    "video": [
+        "VideoJob",
+        "VideoJobs",
+        "aestimate_generate_video",
+        "agenerate_video",
+        "estimate_generate_video",
+        "generate_video",
+    ],
+}
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    from importlib import import_module, util
+
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+    if name.isidentifier() and not name.startswith("__") and util.find_spec(f"{__name__}.{name}"):
+        return import_module(f"{__name__}.{name}")  # deapi_ds.video etc. without an import
+    raise AttributeError(f"module 'deapi_ds' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "APIConnectionError",
@@ -161,6 +248,8 @@ __all__ = [
     "balance",
     "before_after",
     "cache",
+    "chunk",
+    "cluster",
     "config_context",
     "edit_images",
     "embed",
@@ -177,11 +266,13 @@ __all__ = [
     "estimate_transcribe",
     "estimate_transcribe_folder",
     "estimate_upscale",
+    "evaluate",
     "generate_images",
     "generate_video",
     "get_config",
     "image_grid",
     "models",
+    "near_duplicates",
     "ocr",
     "quota_status",
     "quote",

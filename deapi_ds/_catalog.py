@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ._client import AsyncClient, Client
-from ._config import get_config, set_config
+from ._config import get_config, restore_options, saved_options, set_config
 from ._profiles import get_profile
 from ._tasks import clear_shared_clients, resolve_client, syncify
 
@@ -46,34 +46,56 @@ async def amodels(*, client: Client | AsyncClient | None = None) -> pd.DataFrame
 models = syncify(amodels)
 
 
+#: the options use_emulator() sets; its undo puts back exactly what they were before
+_EMULATOR_OPTIONS = ("base_url", "native_base_url", "api_key", "key_source", "transport", "tier")
+_active: list[Any] = []  # the emulator of the last use_emulator() still wired in
+
+
 def use_emulator(*, loopback: bool = False, api_key: str | None = None, **configure: Any) -> Any:
     """Point deapi_ds at its built-in emulator of deAPI (offline, free, deterministic).
 
     ``loopback=False`` plugs the emulator in as an in-process transport (no sockets);
     ``loopback=True`` starts it as a real HTTP server on 127.0.0.1 (for other tools such as the
     ``openai`` SDK). Returns the :class:`deapi_ds.emulator.Emulator`, whose ``stats()`` tell what
-    would have been paid for. Undo with ``deapi_ds.set_config(transport=None, base_url=None,
-    api_key=None, native_base_url=None)``. Calling it again (a rerun notebook cell) stops the loopback server it
-    started before.
+    would have been paid for. ``configure`` options go to ``Emulator.configure()`` for every
+    endpoint.
 
+    Undo with ``emu.close()``: it restores every option ``use_emulator()`` changed (base URL,
+    key, transport and the rate-limit tier) to what it was before, and stops the loopback
+    server. The context-manager form does that at the end of the block::
+
+        with deapi_ds.use_emulator() as emu:
+            deapi_ds.embed(["a", "b"])
+        # back to the real API (and its rate limits) here
+
+    Calling ``use_emulator()`` again (a rerun notebook cell) first undoes the previous one.
+    For tests, :func:`deapi_ds.emulated` does the same for every thread and with a private
+    temporary cache.
+
+    >>> import deapi_ds
     >>> emu = deapi_ds.use_emulator()
     >>> deapi_ds.models()["id"].tolist()[:2]
     ['Flux1schnell', 'ZImageTurbo_INT8']
+    >>> emu.close()
     """
     from .emulator import Emulator
 
+    while _active:
+        _active.pop().close()
+    while _loopback_server:
+        _loopback_server.pop().close()
     emu = Emulator(api_key=api_key)
     if configure:
         emu.configure(**configure)
     key = api_key or "dpn-sk-0|emulator"
+    saved = saved_options(_EMULATOR_OPTIONS)
     clear_shared_clients()
-    while _loopback_server:
-        _loopback_server.pop().close()
     if loopback:
         server = emu.serve()
         handle = server.__enter__()
         emu._deapi_ds_server = (server, handle)  # keep it alive with the emulator
         _loopback_server.append(server)
+        emu.on_close(server.close)
         set_config(
             base_url=handle.base_url,
             native_base_url=handle.base_url.removesuffix("/v1") + "/api/v2",
@@ -89,5 +111,22 @@ def use_emulator(*, loopback: bool = False, api_key: str | None = None, **config
             transport=emu.transport(),
             tier="unlimited",
         )
+    mine = saved_options(("base_url", "transport"))
+    emu.on_close(lambda: _restore(emu, saved, mine))
+    _active.append(emu)
     get_config()
     return emu
+
+
+def _restore(emu: Any, saved: dict[str, Any], mine: dict[str, Any]) -> None:
+    """Put back the options use_emulator() changed, as they were before it.
+
+    Nothing is put back when the configuration no longer points at this emulator (a
+    ``reset_config()`` or another ``set_config(base_url=...)`` since): that is the newer choice.
+    """
+    if emu in _active:
+        _active.remove(emu)
+    if saved_options(("base_url", "transport")) != mine:
+        return
+    restore_options(_EMULATOR_OPTIONS, saved)
+    clear_shared_clients()

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._config import Settings, check_overrides, get_config
+from ._config import Secret, Settings, check_overrides, get_config
 from ._engine import Engine, RetryPolicy, run_sync
 from ._exceptions import InvalidParameterError, ResponseValidationError
 from ._profiles import ProviderProfile, get_profile
@@ -43,6 +43,36 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_KiB = 1024
+_MiB = 1024 * 1024
+
+#: The largest answer (decoded) each endpoint can legitimately send, for its request size.
+#: A larger one (a gzip bomb, a broken server) fails fast instead of filling memory.
+MAX_RESPONSE_BYTES: dict[str, int] = {
+    "models": 16 * _MiB,
+    "transcription": 64 * _MiB,  # verbose_json with word timestamps of hours of audio
+    "video.job": 4 * _MiB,
+    "video.content": 1024 * _MiB,
+    "download": 256 * _MiB,
+}
+
+
+def embeddings_budget(n_inputs: int) -> int:
+    """Bytes an embeddings answer for ``n_inputs`` may hold: 256 KiB per vector (8192 float
+    dimensions as JSON text) plus 1 MiB."""
+    return _MiB + max(1, n_inputs) * 256 * _KiB
+
+
+def images_budget(n: int) -> int:
+    """Bytes an images answer of ``n`` images may hold: 64 MiB per base64 image plus 1 MiB."""
+    return _MiB + max(1, n) * 64 * _MiB
+
+
+def speech_budget(characters: int) -> int:
+    """Bytes a speech answer may hold: 32 MiB plus 64 KiB per character (48 kHz float stereo
+    WAV at a fast reading pace), at most 1 GiB."""
+    return min(1024 * _MiB, 32 * _MiB + max(0, characters) * 64 * _KiB)
 
 
 # --- typed results ---------------------------------------------------------------------------
@@ -354,13 +384,14 @@ class AsyncClient:
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         *,
         base_url: str | None = None,
         settings: Settings | None = None,
         engine: Engine | None = None,
         **options: Any,
     ) -> None:
+        api_key = Secret.wrap(api_key)  # no frame below holds the key as plain text
         overrides = dict(options)
         if api_key is not None:
             overrides["api_key"] = api_key
@@ -382,13 +413,17 @@ class AsyncClient:
         )
 
     def __repr__(self) -> str:
-        return f"deapi_ds.{type(self).__name__}(base_url={self.settings.base_url!r})"
+        settings = getattr(self, "settings", None)  # a debugger may show a half-made client
+        base_url = settings.base_url if settings is not None else None
+        return f"deapi_ds.{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def base_url(self) -> str:
+        """The API's base URL, e.g. ``https://api.deapi.ai/v1``."""
         return self.settings.base_url
 
     async def aclose(self) -> None:
+        """Close the connections (also done on leaving ``async with AsyncClient() as c:``)."""
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -407,7 +442,9 @@ class AsyncClient:
 
     async def models(self) -> list[ModelInfo]:
         """``GET /v1/models``."""
-        payload = (await self._call("models", "GET", "/models")).json()
+        payload = (
+            await self._call("models", "GET", "/models", max_bytes=MAX_RESPONSE_BYTES["models"])
+        ).json()
         return [
             ModelInfo(str(m.get("id")), m.get("created"), m.get("owned_by"))
             for m in payload.get("data", [])
@@ -442,7 +479,13 @@ class AsyncClient:
         if dimensions is not None:
             body["dimensions"] = dimensions
         body.update(extra or {})
-        result = await self._call("embeddings", "POST", "/embeddings", json_body=body)
+        result = await self._call(
+            "embeddings",
+            "POST",
+            "/embeddings",
+            json_body=body,
+            max_bytes=embeddings_budget(len(inputs)),
+        )
         matrix, present, invalid, problems, model_out, prompt_tokens, total_tokens = (
             decode_embeddings_partial(
                 result.json(), len(inputs), endpoint=result.endpoint, dimension=expected_dimension
@@ -492,7 +535,11 @@ class AsyncClient:
                 body[key] = value
         body.update(extra or {})
         result = await self._call(
-            "images.generations", "POST", "/images/generations", json_body=body
+            "images.generations",
+            "POST",
+            "/images/generations",
+            json_body=body,
+            max_bytes=images_budget(n),
         )
         created, images = parse_images(result.json())
         return ImagesResult(created, images, result.headers)
@@ -538,7 +585,14 @@ class AsyncClient:
                 **(extra or {}),
             }
         )
-        result = await self._call("images.edits", "POST", "/images/edits", data=form, files=files)
+        result = await self._call(
+            "images.edits",
+            "POST",
+            "/images/edits",
+            data=form,
+            files=files,
+            max_bytes=images_budget(n),
+        )
         created, out = parse_images(result.json())
         return ImagesResult(created, out, result.headers)
 
@@ -559,7 +613,12 @@ class AsyncClient:
             body["speed"] = speed
         body.update(extra or {})
         result = await self._call(
-            "audio.speech", "POST", "/audio/speech", json_body=body, accept="*/*"
+            "audio.speech",
+            "POST",
+            "/audio/speech",
+            json_body=body,
+            accept="*/*",
+            max_bytes=speech_budget(len(input)),
         )
         return SpeechResult(result.content, result.headers.get("content-type", ""), result.headers)
 
@@ -603,6 +662,7 @@ class AsyncClient:
             "/audio/transcriptions",
             data=_multi(form),
             files=[("file", (filename, file, mime))],
+            max_bytes=MAX_RESPONSE_BYTES["transcription"],
         )
         return parse_transcription(result, response_format)
 
@@ -622,24 +682,37 @@ class AsyncClient:
         if seconds is not None:
             body["seconds"] = str(seconds)
         body.update(extra or {})
-        result = await self._call("videos", "POST", "/videos", json_body=body)
+        result = await self._call(
+            "videos", "POST", "/videos", json_body=body, max_bytes=MAX_RESPONSE_BYTES["video.job"]
+        )
         return parse_video(result.json(), result.headers)
 
     async def videos_retrieve(self, video_id: str) -> Video:
         """``GET /v1/videos/{id}``."""
-        result = await self._call("videos.retrieve", "GET", f"/videos/{video_id}")
+        result = await self._call(
+            "videos.retrieve",
+            "GET",
+            f"/videos/{video_id}",
+            max_bytes=MAX_RESPONSE_BYTES["video.job"],
+        )
         return parse_video(result.json(), result.headers)
 
     async def videos_content(self, video_id: str) -> bytes:
         """``GET /v1/videos/{id}/content``: the MP4 bytes."""
         result = await self._call(
-            "videos.content", "GET", f"/videos/{video_id}/content", accept="*/*"
+            "videos.content",
+            "GET",
+            f"/videos/{video_id}/content",
+            accept="*/*",
+            max_bytes=MAX_RESPONSE_BYTES["video.content"],
         )
         return result.content
 
     async def download(self, url: str) -> bytes:
         """Fetch a result URL (the key is only sent when the URL is on the API host)."""
-        result = await self._call("download", "GET", url, accept="*/*")
+        result = await self._call(
+            "download", "GET", url, accept="*/*", max_bytes=MAX_RESPONSE_BYTES["download"]
+        )
         return result.content
 
 
@@ -663,18 +736,25 @@ class Client:
     where an event loop is already running (Jupyter) and needs no nest_asyncio.
     """
 
-    def __init__(self, api_key: str | None = None, *, base_url: str | None = None, **options: Any):
+    def __init__(
+        self, api_key: str | Secret | None = None, *, base_url: str | None = None, **options: Any
+    ):
+        api_key = Secret.wrap(api_key)
         self._async = AsyncClient(api_key, base_url=base_url, **options)
 
     def __repr__(self) -> str:
-        return f"deapi_ds.Client(base_url={self._async.settings.base_url!r})"
+        inner = getattr(self, "_async", None)  # a debugger may show a half-made client
+        base_url = inner.settings.base_url if inner is not None else None
+        return f"deapi_ds.Client(base_url={base_url!r})"
 
     @property
     def settings(self) -> Settings:
+        """The configuration this client was built with (a :class:`Settings`)."""
         return self._async.settings
 
     @property
     def engine(self) -> Engine:
+        """The engine that rate-limits, retries and bounds concurrency for this client."""
         return self._async.engine
 
     @property
@@ -689,6 +769,7 @@ class Client:
         return run_sync(go)
 
     def close(self) -> None:
+        """Close the connections (also done on leaving ``with Client() as c:``)."""
         run_sync(self._async.aclose)
 
     def __enter__(self) -> Client:
@@ -698,31 +779,41 @@ class Client:
         self.close()
 
     def models(self) -> list[ModelInfo]:
+        """``GET /v1/models``: the models this key can use."""
         return self._run(self._async.models)
 
     def embeddings(self, input: str | Sequence[str], **kwargs: Any) -> EmbeddingsResult:
+        """``POST /v1/embeddings`` for one batch of texts (see :func:`deapi_ds.embed` for columns)."""
         return self._run(self._async.embeddings, input, **kwargs)
 
     def images_generate(self, prompt: str, **kwargs: Any) -> ImagesResult:
+        """``POST /v1/images/generations`` (see :func:`deapi_ds.generate_images` for many prompts)."""
         return self._run(self._async.images_generate, prompt, **kwargs)
 
     def images_edit(self, images: Any, prompt: str, **kwargs: Any) -> ImagesResult:
+        """``POST /v1/images/edits`` (see :func:`deapi_ds.edit_images` for many images)."""
         return self._run(self._async.images_edit, images, prompt, **kwargs)
 
     def speech(self, input: str, **kwargs: Any) -> SpeechResult:
+        """``POST /v1/audio/speech``: one text to audio bytes (see :func:`deapi_ds.speak`)."""
         return self._run(self._async.speech, input, **kwargs)
 
     def transcribe(self, file: bytes, **kwargs: Any) -> Transcription:
+        """``POST /v1/audio/transcriptions`` for one file (see :func:`deapi_ds.transcribe`)."""
         return self._run(self._async.transcribe, file, **kwargs)
 
     def videos_create(self, prompt: str, **kwargs: Any) -> Video:
+        """``POST /v1/videos``: start one video job (see :func:`deapi_ds.generate_video`)."""
         return self._run(self._async.videos_create, prompt, **kwargs)
 
     def videos_retrieve(self, video_id: str) -> Video:
+        """``GET /v1/videos/{id}``: the job's status."""
         return self._run(self._async.videos_retrieve, video_id)
 
     def videos_content(self, video_id: str) -> bytes:
+        """``GET /v1/videos/{id}/content``: the MP4 bytes."""
         return self._run(self._async.videos_content, video_id)
 
     def download(self, url: str) -> bytes:
+        """Fetch a result URL (the key is only sent when the URL is on the API host)."""
         return self._run(self._async.download, url)

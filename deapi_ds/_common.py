@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["is_missing"]
+__all__ = ["is_missing", "plural"]
 
 
 def is_missing(value: Any) -> bool:
@@ -25,3 +25,12 @@ def is_missing(value: Any) -> bool:
     if isinstance(value, np.datetime64 | np.timedelta64):
         return bool(np.isnat(value))
     return False
+
+
+def plural(n: int, noun: str) -> str:
+    """A count and its noun: ``"1 request"``, ``"2 requests"``, ``"12,000 rows"``.
+
+    >>> plural(1, "request"), plural(12000, "row")
+    ('1 request', '12,000 rows')
+    """
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

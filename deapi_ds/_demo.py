@@ -766,7 +766,7 @@ class _Demo:
         failed = int(frame["status"].eq("error").sum())
         if failed:
             raise RuntimeError(f"{failed} of {len(frame)} images failed")
-        if saved["path"].isna().any():
+        if saved.isna().any():
             raise RuntimeError("some images could not be saved")
 
 

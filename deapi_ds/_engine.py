@@ -15,18 +15,17 @@ No httpx and no pandas here: the engine runs awaitables that the client builds.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import datetime as _dt
 import logging
+import math
 import queue
 import random
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -38,67 +37,15 @@ from ._exceptions import (
     QuotaExceededError,
     RateLimitError,
 )
+from ._loops import PerLoop, current_loop
 
 __all__ = ["Engine", "PerLoop", "RateLimiter", "RetryPolicy", "current_loop", "run_sync"]
 
 logger = logging.getLogger("deapi_ds")
 T = TypeVar("T")
 WAIT_NOTICE_SECONDS = 5.0
-
-
-class _NoLoop:
-    """Stands for "no event loop running" (objects made by synchronous code)."""
-
-
-_NO_LOOP = _NoLoop()
-
-
-def current_loop() -> Any:
-    """The running event loop (asyncio) or trio token: what loop-bound objects belong to."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    try:
-        import trio
-    except ImportError:
-        return _NO_LOOP
-    try:
-        return trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        return _NO_LOOP
-
-
-class PerLoop(Generic[T]):
-    """One object per event loop, made on first use in that loop.
-
-    Locks, capacity limiters and httpx connection pools are bound to the loop that first used
-    them. A client is used from deapi_ds's own loop thread (the sync API), from Jupyter's loop
-    (``await deapi_ds.aembed(...)``) and from successive ``asyncio.run(...)`` calls, so each
-    loop gets its own; an entry goes away with its loop.
-    """
-
-    def __init__(self, factory: Callable[[], T]) -> None:
-        self._factory = factory
-        self._items: weakref.WeakKeyDictionary[Any, T] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def get(self) -> T:
-        loop = current_loop()
-        with self._lock:
-            item = self._items.get(loop)
-            if item is None:
-                item = self._items[loop] = self._factory()
-            return item
-
-    def peek(self) -> T | None:
-        """The current loop's object, if one was made (no creation)."""
-        with self._lock:
-            return self._items.get(current_loop())
-
-    def discard(self) -> None:
-        with self._lock:
-            self._items.pop(current_loop(), None)
+#: a server's wait longer than this (or not finite) is not a reset time: assume the next 00:00 UTC
+_LONGEST_RESET = 7 * 86400.0
 
 
 class RateLimiter:
@@ -204,8 +151,14 @@ class RateLimiter:
             per = self.window / (limit or self.rpm or 60)
             self._blocked_until = max(self._blocked_until, self._clock() + per)
 
-    def block_for(self, seconds: float) -> None:
-        """Hold every acquisition for ``seconds`` (after a 429 with Retry-After)."""
+    def block_for(self, seconds: float, *, cap: float | None = None) -> None:
+        """Hold every acquisition for ``seconds`` (after a 429 with Retry-After).
+
+        A wait longer than ``cap`` (or not finite) is ignored: the call that got it fails with
+        a :class:`RateLimitError`, and later calls are not held for hours by one answer.
+        """
+        if not math.isfinite(seconds) or seconds <= 0 or (cap is not None and seconds > cap):
+            return
         self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 
@@ -240,7 +193,7 @@ class RetryPolicy:
     @staticmethod
     def is_retryable(exc: BaseException) -> bool:
         if isinstance(exc, APIConnectionError):
-            return True
+            return getattr(exc, "retryable", True)
         if isinstance(exc, APIStatusError):
             return exc.retryable
         return False
@@ -385,7 +338,7 @@ class Engine:
                         if quota_error is not None:  # no waiting, no retry: the day is over
                             raise quota_error from exc
                         if isinstance(exc, RateLimitError) and exc.retry_after:
-                            limiter.block_for(exc.retry_after)
+                            limiter.block_for(exc.retry_after, cap=policy.max_retry_wait)
                         headers = getattr(exc, "headers", None)
                         if headers:
                             limiter.update_from_headers(headers)
@@ -394,8 +347,13 @@ class Engine:
                             and exc.retry_after is not None
                             and exc.retry_after > policy.max_retry_wait
                         ):
+                            asked = (
+                                f"{exc.retry_after:.0f} s"
+                                if math.isfinite(exc.retry_after)
+                                else "without limit"
+                            )
                             exc.hint = (
-                                f"The server asked to wait {exc.retry_after:.0f} s, more than "
+                                f"The server asked to wait {asked}, more than "
                                 f"max_retry_wait={policy.max_retry_wait:.0f} s (a daily limit?). "
                                 "Raise it with set_config(max_retry_wait=...) to wait."
                             )
@@ -432,6 +390,8 @@ class Engine:
         daily = any(w in f"{bucket} {exc.message}".lower() for w in ("daily", "per day", "rpd"))
         if wait is None and not daily:
             return None
+        if wait is not None and not (math.isfinite(wait) and wait <= _LONGEST_RESET):
+            wait = None  # "inf", "1e300": no usable reset time; the day's end is the guess
         if self.quota is not None:
             error = self.quota.server_spent(endpoint, exc, wait)
         else:

@@ -70,7 +70,7 @@ _KEY_PATTERNS = [
 ]
 
 
-def redact(text: str, *secrets: str | None) -> str:
+def redact(text: str, *secrets: Any) -> str:
     """Remove anything that looks like an API key (and the given secrets) from ``text``.
 
     For a deAPI key ``dpn-sk-<id>|<secret>`` the ``<secret>`` part alone is removed too (a
@@ -80,6 +80,8 @@ def redact(text: str, *secrets: str | None) -> str:
     'bad key [redacted] and [redacted]'
     """
     for secret in secrets:
+        if secret is not None and hasattr(secret, "get"):  # a deapi_ds._config.Secret
+            secret = secret.get()
         if secret:
             text = text.replace(secret, "[redacted]")
             tail = secret.partition("|")[2]
@@ -127,14 +129,21 @@ class InvalidParameterError(DeapiError, ValueError):
 
 
 class APIConnectionError(DeapiError):
-    """The request did not get an HTTP answer (connection refused, dropped, truncated)."""
+    """The request did not get an HTTP answer (connection refused, dropped, truncated).
+
+    ``retryable`` is False when trying again cannot help soon: the host name does not resolve,
+    or a remote host refuses connections (a wrong ``base_url``, no network).
+    """
 
     __module__ = "deapi_ds"
 
-    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, endpoint: str | None = None, retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.endpoint = endpoint
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError):
@@ -152,6 +161,7 @@ class APIStatusError(DeapiError):
     """
 
     __module__ = "deapi_ds"
+    #: Whether sending the same request again may succeed (429, 5xx); deapi_ds retries those.
     retryable: bool = False
 
     def __init__(
@@ -198,26 +208,38 @@ class APIStatusError(DeapiError):
 
 
 class BadRequestError(APIStatusError):
+    """400: the server refused a parameter (its message names it)."""
+
     __module__ = "deapi_ds"
 
 
 class AuthenticationError(APIStatusError):
+    """401: the key is missing, malformed or revoked."""
+
     __module__ = "deapi_ds"
 
 
 class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this model or endpoint (plan, balance, region)."""
+
     __module__ = "deapi_ds"
 
 
 class NotFoundError(APIStatusError):
+    """404: no such endpoint, model or job (a video job id that expired, for instance)."""
+
     __module__ = "deapi_ds"
 
 
 class PayloadTooLargeError(APIStatusError):
+    """413: the upload is over the server's limit (deAPI: 80 MB)."""
+
     __module__ = "deapi_ds"
 
 
 class UnprocessableEntityError(APIStatusError):
+    """422: the request is well formed but a value is refused (the message names it)."""
+
     __module__ = "deapi_ds"
 
 
@@ -228,7 +250,10 @@ class ModelNotFoundError(NotFoundError, UnprocessableEntityError):
 
 
 class RateLimitError(APIStatusError):
+    """429: too many requests; ``retry_after`` says how long the server asked to wait."""
+
     __module__ = "deapi_ds"
+    #: True: this error may go away on a retry (deapi_ds retries it, honouring Retry-After).
     retryable = True
 
 
@@ -253,6 +278,7 @@ class QuotaExceededError(RateLimitError):
     """
 
     __module__ = "deapi_ds"
+    #: False: the quota is spent until it resets (00:00 UTC); a retry today cannot succeed.
     retryable = False
 
     def __init__(
@@ -312,7 +338,10 @@ def _rebuild_quota_error(state: dict[str, Any]) -> QuotaExceededError:
 
 
 class ServerError(APIStatusError):
+    """5xx: the server failed; retried, then raised with the last answer."""
+
     __module__ = "deapi_ds"
+    #: True: this error may go away on a retry (deapi_ds retries it, honouring Retry-After).
     retryable = True
 
 

@@ -37,14 +37,18 @@ import io
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-import av
 import numpy as np
+
+from ._lazy import lazy_module
+
+av = lazy_module("av")  # lazy: PyAV costs ~0.3 s at import
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -1293,3 +1297,49 @@ def parse_vtt(text: str) -> list[dict[str, Any]]:
             cue["speaker"] = speaker
         result.append(cue)
     return result
+
+
+def stitch_records(parts: Sequence[tuple[Chunk, dict[str, Any]]]) -> dict[str, Any]:
+    """Join chunks' transcription records (text, language, segments, words) onto the original
+    file's timeline: offsets added, the overlap de-duplicated (:func:`stitch_segments`)."""
+    pairs = []
+    loose: list[dict[str, Any]] = []
+    for chunk, rec in parts:
+        by_seg: dict[int, list[dict[str, Any]]] = {}
+        for order, w in enumerate(rec["words"]):
+            w = {**w, "_chunk": chunk.index, "_ord": order}
+            if w["segment"] is None:
+                for k in ("start", "end"):
+                    if w[k] is not None:
+                        w[k] = w[k] + chunk.start
+                loose.append(w)
+            else:
+                by_seg.setdefault(int(w["segment"]), []).append(w)
+        segs = [{**s, "words": by_seg.get(int(s["id"]), [])} for s in rec["segments"]]
+        pairs.append((chunk, segs))
+    stitched = stitch_segments(pairs)
+    segments, words = [], []
+    for seg in stitched:
+        for w in seg.pop("words", []) or []:
+            words.append({**w, "segment": int(seg["id"])})
+        segments.append(seg)
+    words.extend(loose)
+    words.sort(key=lambda w: (w["_chunk"], w["_ord"]))
+    for w in words:
+        w.pop("_chunk", None)
+        w.pop("_ord", None)
+    recs = [rec for _, rec in parts]
+    if segments:
+        text = " ".join(s["text"] for s in segments if s["text"])
+    else:
+        text = " ".join(r["text"] for r in recs if r["text"])
+    languages = Counter(r["language"] for r in recs if r["language"])
+    durations = [r["api_duration"] for r in recs]
+    return {
+        "text": text,
+        "language": languages.most_common(1)[0][0] if languages else None,
+        "api_duration": None if any(d is None for d in durations) else float(sum(durations)),
+        "response_format": recs[0]["response_format"] if recs else None,
+        "segments": segments,
+        "words": words,
+    }

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._config import KEY_PREFIX, Settings, check_overrides, get_config
+from ._config import KEY_PREFIX, Secret, Settings, check_overrides, get_config
 from ._engine import Engine, RetryPolicy, run_sync
 from ._exceptions import InvalidParameterError, ResponseValidationError
 from ._profiles import ProviderProfile, get_profile
@@ -82,8 +82,13 @@ _HOSTS = {
 }
 
 
-def raw_key(key: str) -> str:
-    """The native form of a deAPI key: ``dpn-sk-<id>|<secret>`` → ``<id>|<secret>``."""
+def raw_key(key: Any) -> Any:
+    """The native form of a deAPI key: ``dpn-sk-<id>|<secret>`` → ``<id>|<secret>`` (a
+    :class:`Secret` stays a Secret, so it never shows)."""
+    if isinstance(key, Secret):
+        return Secret(raw_key(key.get()))
+    if key is None:
+        return None
     return key[len(KEY_PREFIX) :] if key.startswith(KEY_PREFIX) else key
 
 

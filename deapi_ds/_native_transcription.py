@@ -42,6 +42,7 @@ from ._native import (
     transcription_request,
 )
 from ._pipeline import Answer, Progress, Task, run_task
+from .plotting import _new_figure
 
 __all__ = [
     "FLAG_THRESHOLDS",
@@ -321,8 +322,6 @@ class NativeTranscribeTask(Task):
             rec = await self._job(lead.key, request, self.resume.get(uid))
             rec["chunks"] = 1
             return Answer(ids, [rec])
-        from .transcription import _stitch  # the gateway's stitching, speakers kept
-
         parts: list[Any] = [None] * len(chunks)
 
         async def one(c: Any) -> None:
@@ -335,7 +334,7 @@ class NativeTranscribeTask(Task):
         async with anyio.create_task_group() as tg:
             for c in chunks:
                 tg.start_soon(one, c)
-        rec = _stitch(parts)
+        rec = _media.stitch_records(parts)
         rec["metadata"], rec["job_id"], rec["chunks"] = None, None, len(chunks)
         return Answer(ids, [rec])
 
@@ -604,11 +603,9 @@ def turn_taking(segments: pd.DataFrame, *, overlap_tolerance: float = 0.0) -> pd
 def talk_time_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
     """A horizontal bar chart of talk time per speaker (one group per file); returns the Figure
     (or the Axes when ``ax`` is given)."""
-    import matplotlib.pyplot as plt
-
     own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(7, 0.45 * max(2, len(table)) + 1))
+    if own:  # through pyplot, shown once in a notebook (plotting's figure class)
+        ax = _new_figure(7, 0.45 * max(2, len(table)) + 1).add_subplot()
     labels = [f"{f} · {s}" if table["file"].nunique() > 1 else str(s)
               for f, s in zip(table["file"], table["speaker"], strict=True)]  # fmt: skip
     ax.barh(labels, table["talk_time"].astype(float), color="#4c72b0")
@@ -623,14 +620,14 @@ def talk_time_figure(table: pd.DataFrame, *, ax: Any = None) -> Any:
 def timeline_figure(segments: pd.DataFrame, file: str, *, ax: Any = None) -> Any:
     """Who speaks when in one file: one row per speaker, a bar per segment; returns the
     Figure (or the Axes when ``ax`` is given)."""
-    import matplotlib.pyplot as plt
+    import matplotlib  # lazy: matplotlib
 
     segs = segments[segments["file"].eq(file).to_numpy()].dropna(subset=["speaker", "start", "end"])
     speakers = sorted(segs["speaker"].unique().tolist())
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(9, 0.5 * max(2, len(speakers)) + 1))
-    colours = plt.get_cmap("tab10")
+        ax = _new_figure(9, 0.5 * max(2, len(speakers)) + 1).add_subplot()
+    colours = matplotlib.colormaps["tab10"]
     for row, speaker in enumerate(speakers):
         mine = segs[segs["speaker"].eq(speaker).to_numpy()]
         spans = [

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+import re
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,14 +92,16 @@ LOOKUP_CHUNK = 65_536
 # --- rows --------------------------------------------------------------------------------------
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be sent as UTF-8 JSON (a lone surrogate), or None."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        ch = value[exc.start]
+    found = _SURROGATE.search(value)
+    if found is not None:
+        ch = found.group()
         return (
-            f"contains a lone surrogate {ch!r} at position {exc.start}, which is not valid "
+            f"contains a lone surrogate {ch!r} at position {found.start()}, which is not valid "
             "UTF-8 and cannot be sent; clean it first, e.g. "
             "s.str.encode('utf-8', 'replace').str.decode('utf-8')"
         )
@@ -145,7 +149,7 @@ def as_series(
         )
     if isinstance(data, pd.Series):
         return data
-    if isinstance(data, str | bytes):
+    if isinstance(data, str | bytes | bytearray | memoryview | os.PathLike):
         return pd.Series([data], dtype=object)
     if isinstance(data, dict):
         raise InvalidParameterError(
@@ -533,21 +537,24 @@ class _Run:
 
     # one batch ------------------------------------------------------------------------------
     async def send(self, ids: np.ndarray) -> None:
-        if self.real_cache:
-            # another notebook, process or Dask worker may have paid for some of these since our
-            # lookup: take them from the cache instead of paying twice
-            before = ids
-            ids = self.take_cached(ids)
-            self._advance_cached(before, ids)
-            if not len(ids):
-                return
+        # Claim the batch's keys first, then re-check the cache: a process that released a
+        # claim had written its results before, so whatever another notebook, process or Dask
+        # worker paid for since our lookup is read here instead of paid for twice; keys
+        # another live process holds are waited for.
         claim = self._claim(ids)
         try:
-            if claim is not None and not claim.mine.all():
-                claim, ids = await self._wait_for_others(ids, claim)
-                if not len(ids):
-                    return
-            await self._ask(ids)
+            for _ in range(3):
+                if claim is None or claim.mine.all():
+                    break
+                claim, ids, settled = await self._wait_for_others(ids, claim)
+                if settled:
+                    break
+            if self.real_cache and len(ids):
+                before = ids
+                ids = self.take_cached(ids)
+                self._advance_cached(before, ids)
+            if len(ids):
+                await self._ask(ids)
         finally:
             if claim is not None:
                 claim.release()
@@ -558,9 +565,9 @@ class _Run:
             return None
         return claim(self.task.name, self.task.model, [self.keys[i] for i in ids])
 
-    async def _wait_for_others(self, ids: np.ndarray, claim: Any) -> tuple[Any, np.ndarray]:
+    async def _wait_for_others(self, ids: np.ndarray, claim: Any) -> tuple[Any, np.ndarray, bool]:
         """Rows another live process has in flight: wait for it, take its results, and send only
-        what it did not deliver (claimed anew)."""
+        what it did not deliver (claimed anew). Returns (claim, ids to send, settled)."""
         others = ids[~claim.mine]
         keys = [self.keys[i] for i in others]
         task = self.task
@@ -571,10 +578,10 @@ class _Run:
         self._advance_cached(others, still)
         mine = ids[claim.mine]
         if not len(still):
-            return claim, mine
+            return claim, mine, True  # the claim still holds ours
         claim.release()
         ids = np.sort(np.concatenate([mine, still]))
-        return self._claim(ids), ids
+        return self._claim(ids), ids, False
 
     def _advance_cached(self, before: np.ndarray, after: np.ndarray) -> None:
         if self.progress is not None and len(after) < len(before):

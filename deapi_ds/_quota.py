@@ -77,7 +77,8 @@ class QuotaStatus:
 
     ``limit`` and ``remaining`` are None when no daily limit applies (Premium, other
     providers, the seed limits); ``resets_at`` is the next 00:00 UTC. ``spent`` is true when
-    the server said today's quota is used up, whatever the local count.
+    the server said today's quota is used up, whatever the local count; ``tier`` is the tier
+    the limit belongs to.
     """
 
     endpoint: str

@@ -11,99 +11,29 @@
 
 from __future__ import annotations
 
+import dis
 import functools
+import inspect
+import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+import types
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-import anyio
-import numpy as np
-import pandas as pd
 
 from . import _config, _native
 from ._client import AsyncClient, Client
 from ._config import Settings, get_config
 from ._engine import run_sync
 from ._exceptions import (
-    AuthenticationError,
-    ConfigurationError,
+    DeapiError,
     InvalidParameterError,
-    ModelNotFoundError,
-    PermissionDeniedError,
 )
 
-__all__ = ["FATAL_ERRORS", "as_series", "map_batches", "resolve_client", "syncify"]
+__all__ = ["resolve_client", "syncify"]
 
 T = TypeVar("T")
 B = TypeVar("B")
 R = TypeVar("R")
-
-#: Errors after which no other batch can succeed: stop the run instead of failing every row.
-FATAL_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigurationError,
-    AuthenticationError,
-    PermissionDeniedError,
-    ModelNotFoundError,
-    InvalidParameterError,
-)
-
-
-def as_series(
-    data: Any,
-    column: Any = None,
-    *,
-    func: str,
-    what: str = "texts",
-    default_column: str | None = None,
-) -> pd.Series:
-    """Normalise a task's input to a Series, keeping a Series' or DataFrame's index.
-
-    ``data`` is a str, a sequence, a Series, or a DataFrame with ``column`` (a name or a Series;
-    a one-column frame or ``default_column`` needs none). Errors name the function and list the
-    available columns.
-    """
-    if isinstance(data, pd.DataFrame):
-        if isinstance(column, pd.Series):
-            return column
-        if column is None:
-            if default_column is not None and default_column in data.columns:
-                column = default_column
-            elif data.shape[1] == 1:
-                return data.iloc[:, 0]
-            else:
-                raise InvalidParameterError(
-                    f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds "
-                    f"the {what}: {func}(df, 'column'). Available columns: {list(data.columns)}."
-                )
-        if column not in data.columns:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(data.columns)}."
-            )
-        return data[column]
-    if isinstance(column, pd.Series) and data is None:
-        return column
-    if column is not None:
-        raise InvalidParameterError(
-            f"{func}(data, column) takes a column only when data is a DataFrame; got "
-            f"{type(data).__name__}."
-        )
-    if isinstance(data, pd.Series):
-        return data
-    if isinstance(data, str | bytes):
-        return pd.Series([data], dtype=object)
-    if isinstance(data, np.ndarray) and data.ndim != 1:
-        raise InvalidParameterError(
-            f"{func}() takes a 1-D array of {what}; got shape {data.shape}."
-        )
-    try:
-        values = list(data)
-    except TypeError:
-        raise InvalidParameterError(
-            f"{func}() takes a str, a list of {what}, a Series or a DataFrame and a column name; "
-            f"got {type(data).__name__}."
-        ) from None
-    return pd.Series(values, dtype=object)
-
 
 _shared: dict[Any, AsyncClient] = {}
 _shared_lock = threading.Lock()
@@ -157,63 +87,89 @@ def clear_shared_clients() -> None:
     _native.clear_shared_clients()
 
 
-def syncify(afn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
-    """The sync twin of an async task function (same signature, same docstring)."""
+def syncify(afn: Callable[..., Awaitable[T]], name: str | None = None) -> Callable[..., T]:
+    """The sync twin of an async task function: ``embed = syncify(aembed)``.
+
+    The twin is a function of its own: ``__name__`` / ``__qualname__`` are ``name`` (by default
+    the async name without its leading ``a``), ``__module__`` and the signature are the async
+    function's (``__wrapped__`` points at it), and its docstring is the async one with
+    ``await deapi_ds.aembed(`` written ``deapi_ds.embed(``. It runs the coroutine on deapi_ds's
+    private loop thread with the caller's configuration, so it also works inside a running
+    event loop (Jupyter).
+
+    ``await embed(...)`` raises a TypeError naming ``aembed`` before any work is done (the
+    caller's bytecode shows whether the call's value is awaited). A :class:`DeapiError` comes
+    out with deapi_ds's internal frames removed from its traceback (the user's frames stay);
+    the traceback as raised is kept in the exception's ``full_traceback`` attribute.
+    """
+    async_name = afn.__name__
+    sync_name = name or (async_name[1:] if async_name.startswith("a") else async_name)
 
     @functools.wraps(afn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame
+        awaited = _result_is_awaited(sys._getframe(1))
         layers = _config.capture()
 
         async def go() -> T:
             _config.restore(layers)
             return await afn(*args, **kwargs)
 
-        return run_sync(go)
+        try:
+            if awaited:
+                raise TypeError(
+                    f"{sync_name}() is the blocking form and cannot be awaited. In async code "
+                    f"use `await deapi_ds.{async_name}(...)`; elsewhere call {sync_name}(...) "
+                    "without await."
+                )
+            return run_sync(go)
+        except Exception as exc:
+            if awaited or isinstance(exc, DeapiError):
+                _hide_internal_frames(exc)
+            raise
 
-    wrapper.__doc__ = (afn.__doc__ or "").replace("await deapi_ds.a", "deapi_ds.")
+    wrapper.__name__ = sync_name
+    qualname = getattr(afn, "__qualname__", async_name)
+    wrapper.__qualname__ = qualname[: len(qualname) - len(async_name)] + sync_name
+    doc = (afn.__doc__ or "").replace(f"await deapi_ds.{async_name}(", f"deapi_ds.{sync_name}(")
+    wrapper.__doc__ = doc.replace("await deapi_ds.a", "deapi_ds.")
     return wrapper
 
 
-async def map_batches(
-    batches: Sequence[B],
-    worker: Callable[[B], Awaitable[R]],
-    *,
-    on_done: Callable[[B, R | None, BaseException | None], Any],
-    limit: int = 64,
-) -> None:
-    """Run ``worker(batch)`` for every batch, at most ``limit`` at once.
+def _hide_internal_frames(exc: BaseException) -> None:
+    """Show the user's call and the error, not the loop thread's 100+ internal frames.
 
-    ``on_done(batch, result, error)`` is called (in the loop thread) as each batch finishes; a
-    batch's ordinary error is passed to it and the run goes on. An error from
-    :data:`FATAL_ERRORS` cancels the remaining batches and is raised after the finished ones
-    have been handed to ``on_done``. Cancellation (Ctrl-C) propagates the same way.
+    Each exception of the chain keeps its traceback as raised in ``full_traceback``
+    (``traceback.print_tb(exc.full_traceback)``); the frames of the user's code above the sync
+    call are added back as the error propagates.
     """
-    semaphore = anyio.Semaphore(max(1, limit))
-    fatal: list[BaseException] = []
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if node.__traceback__ is not None and getattr(node, "full_traceback", None) is None:
+            node.full_traceback = node.__traceback__  # type: ignore[attr-defined]
+            node.__traceback__ = None
+        node = node.__cause__ or (None if node.__suppress_context__ else node.__context__)
 
-    async def one(batch: B, tg: anyio.abc.TaskGroup) -> None:
-        async with semaphore:
-            if fatal:
-                return
-            try:
-                result = await worker(batch)
-            except FATAL_ERRORS as exc:
-                if not fatal:
-                    fatal.append(exc)
-                tg.cancel_scope.cancel()
-                return
-            except Exception as exc:  # noqa: BLE001 - becomes this batch's per-row error
-                result, error = None, exc
-            else:
-                error = None
-            # shielded: a batch that was paid for is recorded even if the run is being cancelled
-            with anyio.CancelScope(shield=True):
-                outcome = on_done(batch, result, error)
-                if hasattr(outcome, "__await__"):
-                    await outcome
 
-    async with anyio.create_task_group() as tg:
-        for batch in batches:
-            tg.start_soon(one, batch, tg)
-    if fatal:
-        raise fatal[0]
+_AWAIT_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _result_is_awaited(frame: types.FrameType | None) -> bool:
+    """Whether the call being made from ``frame`` has its value awaited (``await f(...)``).
+
+    Only coroutine code (an ``async def`` or IPython's top-level-await cells) can await; there
+    the instruction after the call is ``GET_AWAITABLE``. The answer is cached per call site.
+    """
+    if frame is None or not frame.f_code.co_flags & _AWAIT_FLAGS:
+        return False
+    return _awaits_after(frame.f_code, frame.f_lasti)
+
+
+@functools.lru_cache(maxsize=256)
+def _awaits_after(code: types.CodeType, lasti: int) -> bool:
+    for ins in dis.get_instructions(code):
+        if ins.offset > lasti and ins.opname not in ("CACHE", "EXTENDED_ARG"):
+            return ins.opname == "GET_AWAITABLE"
+    return False

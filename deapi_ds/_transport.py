@@ -1,9 +1,19 @@
 """HTTP transport: the only module that imports httpx.
 
 Builds pooled ``httpx.AsyncClient`` objects with the Authorization header (sent only to the
-configured API host), translates httpx exceptions and error responses (OpenAI envelope and deAPI's
-native ``{"message", "errors"}`` shape) into deapi_ds exceptions, and logs requests without
-headers.
+configured API origin), translates httpx exceptions and error responses (OpenAI envelope and
+deAPI's native ``{"message", "errors"}`` shape) into deapi_ds exceptions, and logs requests
+without headers. Hardening, each under test:
+
+- the key is held as a :class:`~deapi_ds._config.Secret` (redacted in any traceback's locals);
+- a plain-http loopback base URL is reached directly, never through a proxy from the
+  environment (``HTTP_PROXY``/``ALL_PROXY`` would see the key in clear);
+- one request attempt (connect, upload, wait, download) ends within ``Settings.timeout``
+  seconds in all, however slowly a server trickles its answer;
+- a host that does not resolve, or a remote host that refuses connections, fails at once with
+  a non-retryable :class:`APIConnectionError`;
+- bodies are read as a stream with a byte budget, decompressed in bounded steps, so a gzip
+  bomb fails fast with a clear error instead of filling memory.
 """
 
 from __future__ import annotations
@@ -11,16 +21,19 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
+import socket
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
-from ._config import Settings
-from ._engine import PerLoop
+from ._config import Secret, Settings, is_loopback
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -30,11 +43,25 @@ from ._exceptions import (
     redact,
     status_class,
 )
+from ._loops import PerLoop
 from ._version import __version__
 
-__all__ = ["HTTPResult", "Transport", "parse_error", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "HTTPResult",
+    "Transport",
+    "parse_error",
+    "parse_retry_after",
+    "read_bounded",
+]
 
 logger = logging.getLogger("deapi_ds")
+#: the largest answer (after decompression) read when the caller names no budget
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: error answers are read up to this size (only their first few hundred bytes are shown)
+MAX_ERROR_BYTES = 1024 * 1024
+#: decompressed bytes produced per step: a bomb never expands further than this at once
+_INFLATE_STEP = 1024 * 1024
 USER_AGENT = f"deapi-ds/{__version__} (+https://github.com/deapi-ds) httpx/{httpx.__version__}"
 
 
@@ -76,7 +103,7 @@ class _KeyAuth(httpx.Auth):
     (``http://oai.deapi.ai/...`` while the API is ``https://``) is fetched without the key.
     """
 
-    def __init__(self, key: str, base_url: str) -> None:
+    def __init__(self, key: Secret | None, base_url: str) -> None:
         self._key = key
         self._origin = _origin(httpx.URL(base_url))
 
@@ -85,7 +112,7 @@ class _KeyAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request):  # type: ignore[override]
         if self._key and _origin(request.url) == self._origin:
-            request.headers["Authorization"] = f"Bearer {self._key}"
+            request.headers["Authorization"] = "Bearer " + self._key.get()
         yield request
 
 
@@ -102,9 +129,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" means "not in this run"; "nan" and negatives mean nothing usable
+        return None if math.isnan(seconds) else max(0.0, seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -121,7 +150,7 @@ def parse_error(
     content: bytes,
     *,
     endpoint: str,
-    secret: str | None = None,
+    secret: Secret | str | None = None,
 ) -> APIStatusError:
     """Build the exception for an error response (both error shapes)."""
     message, param, code, type_, errors = "", None, None, None, {}
@@ -189,17 +218,105 @@ def parse_error(
     return exc
 
 
+def _unreachable(exc: BaseException, url: str) -> str | None:
+    """Why retrying cannot help soon (a name that does not resolve, a remote refusal), or None."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(cause, ConnectionRefusedError) and not is_loopback(url):
+            return "the host refused the connection"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+class _Inflater:
+    """gzip/deflate decoding in bounded steps (at most ``_INFLATE_STEP`` bytes out per call)."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._d = zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
+        self._started = False
+
+    def feed(self, data: bytes, out: bytearray, limit: int) -> None:
+        while data:
+            try:
+                piece = self._d.decompress(data, _INFLATE_STEP)
+            except zlib.error:
+                if self._gzip or self._started:
+                    raise
+                self._d = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
+                self._started = True
+                continue
+            self._started = True
+            out += piece
+            if len(out) > limit:
+                return
+            data = self._d.unconsumed_tail
+            rest = self._d.unused_data
+            if self._d.eof and self._gzip and rest[:2] == b"\x1f\x8b":  # a further gzip member
+                data = rest
+                self._d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            elif self._d.eof:
+                return  # trailing bytes after the stream (padding) are ignored, as httpx does
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The decoded body of a streamed ``response``, read until ``limit`` bytes at most.
+
+    Returns ``(body, complete)``: ``complete`` is False when the body is larger than
+    ``limit`` (reading stops there; ``body`` holds the first ``limit`` bytes). gzip and
+    deflate are inflated here in bounded steps; other encodings go through httpx's decoders.
+    """
+    if response.is_stream_consumed:  # built with content=... (a test's MockTransport): in memory
+        body = response.content
+        return (body, True) if len(body) <= limit else (body[:limit], False)
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    out = bytearray()
+    if encoding in ("", "identity", "gzip", "x-gzip", "deflate"):
+        inflater = _Inflater(encoding) if encoding not in ("", "identity") else None
+        async for chunk in response.aiter_raw():
+            if inflater is None:
+                out += chunk
+            else:
+                try:
+                    inflater.feed(chunk, out, limit)
+                except zlib.error as exc:
+                    raise httpx.DecodingError(
+                        f"the {encoding} body is corrupt: {exc}", request=response.request
+                    ) from None
+            if len(out) > limit:
+                return bytes(out[:limit]), False
+    else:  # br, zstd: httpx decodes one network chunk at a time
+        async for chunk in response.aiter_bytes():
+            out += chunk
+            if len(out) > limit:
+                return bytes(out[:limit]), False
+    return bytes(out), True
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} bytes"  # pragma: no cover
+
+
 class Transport:
     """A pooled async HTTP client bound to one Settings snapshot."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._key = settings.require_key()
+        self._key = settings.require_secret()
         self.base_url = settings.base_url.rstrip("/")
         self._clients: PerLoop[httpx.AsyncClient] = PerLoop(self._make_client)
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self.base_url!r})"
+        return f"Transport(base_url={getattr(self, 'base_url', None)!r})"
 
     def _make_client(self) -> httpx.AsyncClient:
         s = self.settings
@@ -212,12 +329,22 @@ class Transport:
         kwargs: dict[str, Any] = {
             "timeout": timeout,
             "limits": limits,
-            "headers": {"User-Agent": ua, "Accept": "application/json"},
+            # gzip and deflate only: those read_bounded inflates in bounded steps
+            "headers": {
+                "User-Agent": ua,
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            },
             "auth": _KeyAuth(self._key, self.base_url),
             "follow_redirects": True,
         }
         if s.transport is not None:
-            kwargs["transport"] = s.transport
+            kwargs["transport"] = s.transport  # httpx then ignores proxies from the environment
+        elif is_loopback(self.base_url):
+            # the API on this machine is reached directly: a proxy from the environment
+            # (HTTP_PROXY, ALL_PROXY) would otherwise see the key in clear over plain http
+            url = httpx.URL(self.base_url)
+            kwargs["mounts"] = {f"all://{url.netloc.decode('ascii')}": None}
         return httpx.AsyncClient(**kwargs)
 
     @property
@@ -252,27 +379,65 @@ class Transport:
         files: Any = None,
         params: Mapping[str, Any] | None = None,
         accept: str | None = None,
+        max_bytes: int | None = None,
     ) -> HTTPResult:
+        """Send one request and read its answer, within ``Settings.timeout`` seconds in all.
+
+        ``max_bytes`` bounds the decoded body (default :data:`DEFAULT_MAX_RESPONSE_BYTES`);
+        a larger answer raises :class:`ResponseValidationError` as soon as it passes the bound.
+        """
         url = self.url(path)
         label = (
             f"{method} {urlsplit(url).path}"
             if endpoint != "download"
             else f"GET {url.split('?')[0]}"
         )
+        limit = DEFAULT_MAX_RESPONSE_BYTES if max_bytes is None else int(max_bytes)
         headers = {"Accept": accept} if accept else None
+        total = self.settings.timeout
         started = time.perf_counter()
         try:
-            response = await self.client.request(
-                method, url, json=json_body, data=data, files=files, params=params, headers=headers
-            )
-            content = response.content
+            with anyio.fail_after(total):
+                request = self.client.build_request(
+                    method, url, json=json_body, data=data, files=files, params=params,
+                    headers=headers,
+                )  # fmt: skip
+                response = await self.client.send(request, stream=True)
+                try:
+                    budget = limit if response.status_code < 400 else MAX_ERROR_BYTES
+                    content, complete = await read_bounded(response, budget)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise APITimeoutError(
+                f"{label} did not finish within {total:g} s (the whole request: connect, send, "
+                "wait and read). Raise the limit with set_config(timeout=...) if the model is "
+                "slow.",
+                endpoint=label,
+            ) from None
         except httpx.TimeoutException as exc:
             raise APITimeoutError(
                 f"{label} timed out ({type(exc).__name__}). Raise the limit with "
                 "set_config(timeout=...) if the model is slow.",
                 endpoint=label,
             ) from None
+        except httpx.DecodingError as exc:
+            raise APIConnectionError(
+                f"{label} failed: the answer's body could not be decoded: "
+                f"{redact(str(exc), self._key)}",
+                endpoint=label,
+            ) from None
         except httpx.TransportError as exc:
+            why = _unreachable(exc, url)
+            if why is not None:
+                host = urlsplit(url).hostname
+                raise APIConnectionError(
+                    f"{label} failed: {why} ({host}). Check the base URL "
+                    f"({self.base_url}; DEAPI_BASE_URL or set_config(base_url=...)) and the "
+                    "network. Not retried.",
+                    endpoint=label,
+                    retryable=False,
+                ) from None
             raise APIConnectionError(
                 f"{label} failed: {type(exc).__name__}: {redact(str(exc), self._key)}",
                 endpoint=label,
@@ -285,5 +450,15 @@ class Transport:
         if response.status_code >= 400:
             raise parse_error(
                 response.status_code, headers_lc, content, endpoint=label, secret=self._key
+            )
+        if not complete:
+            encoding = headers_lc.get("content-encoding")
+            packed = f" ({encoding}-compressed)" if encoding else ""
+            raise ResponseValidationError(
+                f"{label} answered with more than {_size(limit)}{packed}, more than this "
+                "endpoint can legitimately return for the request; reading stopped there and the "
+                "answer was dropped (a decompression bomb or a broken server). Nothing was "
+                "cached.",
+                endpoint=label,
             )
         return HTTPResult(response.status_code, headers_lc, content, label, elapsed)

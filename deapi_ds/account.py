@@ -33,7 +33,8 @@ from ._native import (
     transcription_request,
     upscale_request,
 )
-from ._tasks import FATAL_ERRORS, as_series, syncify
+from ._pipeline import FATAL_ERRORS, as_series
+from ._tasks import syncify
 
 __all__ = ["QUOTE_TASKS", "abalance", "aquote", "balance", "quote"]
 

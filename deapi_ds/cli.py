@@ -1,13 +1,11 @@
-"""The ``deapi-ds`` command.
+"""The ``deapi-ds`` command (its help is plain text: see ``build_parser``).
 
-::
-
-    deapi-ds demo [--out DIR]               run the three workflows end to end (emulator without a key)
-    deapi-ds emulator [--port 8000]         serve the emulator on loopback
-    deapi-ds models                         list the models your key can use
-    deapi-ds embed FILE --column text       embed a CSV/parquet column into a parquet file
-    deapi-ds transcribe FOLDER              transcribe a folder into parquet tables and SRT files
-    deapi-ds cache info|clear|compact       manage the result cache
+deapi-ds demo [--out DIR]               run the three workflows end to end (emulator without a key)
+deapi-ds emulator [--port 8000]         serve the emulator on loopback
+deapi-ds models                         list the models your key can use
+deapi-ds embed FILE --column text       embed a CSV/parquet column into a parquet file
+deapi-ds transcribe FOLDER              transcribe a folder into parquet tables and SRT files
+deapi-ds cache info|clear|compact       manage the result cache
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 
@@ -124,52 +123,102 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deapi-ds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"deapi-ds {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Run deAPI's models (embeddings, transcription, images, speech, video) over files, with a result
+cache, or try everything offline with the built-in emulator."""
 
-    p = sub.add_parser("demo", help="run the workflows end to end and write a report")
+EPILOG = """\
+examples:
+  deapi-ds demo                           run the workflows end to end (emulator without a key)
+  deapi-ds embed notes.csv --column text  embed a column into notes.embeddings.parquet
+  deapi-ds transcribe interviews/         transcripts as parquet tables and SRT files
+  deapi-ds cache info                     what the result cache holds
+
+Set DEAPI_API_KEY to use deAPI; without it, pass --emulator (or run the demo)."""
+
+
+def _command(sub: Any, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A sub-command whose help is plain text: ``summary`` in the list, both in its own help."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.{' ' + details if details else ''}",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line parser; every help text is plain text (no reStructuredText markup)."""
+    parser = argparse.ArgumentParser(
+        prog="deapi-ds",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"deapi-ds {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    emulator_help = "use the built-in emulator instead of deAPI (offline, free)"
+
+    p = _command(
+        sub,
+        "demo",
+        "run the workflows end to end and write a report",
+        "Uses deAPI when DEAPI_API_KEY is set, the emulator otherwise.",
+    )
     p.add_argument(
-        "--out", default="deapi_ds_output", help="output folder (default: ./deapi_ds_output)"
+        "--out", default="deapi_ds_output", help="output folder (default: deapi_ds_output)"
     )
     p.add_argument("--quick", action="store_true", help="smaller inputs")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("emulator", help="serve the deAPI emulator on loopback")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument(
-        "--api-key", default=None, help="accept only this key (default: any dpn-sk- key)"
+    p = _command(
+        sub,
+        "emulator",
+        "serve the deAPI emulator on loopback",
+        "Point an OpenAI-compatible client at http://HOST:PORT/v1 with any dpn-sk- key.",
     )
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--api-key", default=None, help="accept only this key (default: any)")
     p.set_defaults(func=_cmd_emulator)
 
-    p = sub.add_parser("models", help="list the models your key can use")
-    p.add_argument("--emulator", action="store_true", help="ask the built-in emulator")
+    p = _command(sub, "models", "list the models your key can use")
+    p.add_argument("--emulator", action="store_true", help=emulator_help)
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("embed", help="embed a column of a CSV/parquet/JSONL file")
-    p.add_argument("input")
-    p.add_argument("--column", default="text")
-    p.add_argument("--model", default="Bge_M3_FP16")
-    p.add_argument("--out", default=None)
+    p = _command(
+        sub,
+        "embed",
+        "embed a column of a CSV/parquet/JSONL file",
+        "Writes the file's rows with status, error and embedding columns to a parquet file.",
+    )
+    p.add_argument("input", help="a .csv, .parquet or .jsonl file")
+    p.add_argument("--column", default="text", help="the column holding the texts (default: text)")
+    p.add_argument("--model", default="Bge_M3_FP16", help="embedding model (default: Bge_M3_FP16)")
+    p.add_argument("--out", default=None, help="output file (default: INPUT.embeddings.parquet)")
     p.add_argument("--dry-run", action="store_true", help="print the estimate, spend nothing")
-    p.add_argument("--emulator", action="store_true")
+    p.add_argument("--emulator", action="store_true", help=emulator_help)
     p.set_defaults(func=_cmd_embed)
 
-    p = sub.add_parser("transcribe", help="transcribe a folder of audio/video files")
-    p.add_argument("folder")
-    p.add_argument("--out", default="transcripts")
-    p.add_argument("--model", default="WhisperLargeV3")
-    p.add_argument("--language", default=None)
-    p.add_argument("--emulator", action="store_true")
+    p = _command(
+        sub,
+        "transcribe",
+        "transcribe a folder of audio/video files",
+        "Writes files.parquet, segments.parquet, words.parquet and subtitles/ (SRT).",
+    )
+    p.add_argument("folder", help="the folder to transcribe (sub-folders included)")
+    p.add_argument("--out", default="transcripts", help="output folder (default: transcripts)")
+    p.add_argument(
+        "--model", default="WhisperLargeV3", help="transcription model (default: WhisperLargeV3)"
+    )
+    p.add_argument("--language", default=None, help="ISO code such as 'en' (default: detected)")
+    p.add_argument("--emulator", action="store_true", help=emulator_help)
     p.set_defaults(func=_cmd_transcribe)
 
-    p = sub.add_parser("cache", help="inspect or clean the result cache")
-    p.add_argument("action", choices=["info", "clear", "compact"])
-    p.add_argument("--task", default=None)
-    p.add_argument("--model", default=None)
-    p.add_argument("--older-than", default=None, help="e.g. 30d, 12h")
+    p = _command(sub, "cache", "inspect or clean the result cache")
+    p.add_argument("action", choices=["info", "clear", "compact"], help="what to do")
+    p.add_argument("--task", default=None, help="only this task (e.g. embeddings)")
+    p.add_argument("--model", default=None, help="only this model")
+    p.add_argument("--older-than", default=None, help="only entries older than this: 30d, 12h")
     p.set_defaults(func=_cmd_cache)
     return parser
 

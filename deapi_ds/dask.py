@@ -563,7 +563,7 @@ def embed(
     ``data`` is a Dask DataFrame with ``column``, or a Dask Series. The result has the input's
     partitions, divisions and index, and the columns ``status``, ``error_type``, ``error``
     (string), ``tokens`` (Int64) and ``embedding`` (object cells holding float32 numpy vectors,
-    ``None`` where a row has none, exactly like :meth:`EmbeddingResult.to_series`). Use
+    NaN vectors where a row has none, exactly like :meth:`EmbeddingResult.to_series`). Use
     :func:`to_matrix` for a float32 matrix.
 
     - ``cache``: the location every worker shares (default: the configured ``cache_dir``); a

@@ -986,6 +986,10 @@ def _format_wait(seconds: float) -> str:
     return f"~{seconds / 3600:.1f}h"
 
 
+#: tqdm's default bar without the rate and the time left (for runs mostly served from the cache)
+_CACHED_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
 class ProgressBar:
     """A tqdm bar that also counts cached and failed rows and shows rate-limit waits.
 
@@ -1043,6 +1047,8 @@ class ProgressBar:
         self._refresh_postfix(refresh=True)
 
     def _refresh_postfix(self, refresh: bool) -> None:
+        if self._cached * 2 > max(self._bar.total or 0, self._bar.n):
+            self._hide_rate()
         parts = []
         if self._cached:
             parts.append(f"{self._cached:,} cached")
@@ -1052,7 +1058,15 @@ class ProgressBar:
             parts.append(f"waiting on rate limit {_format_wait(self._wait)}")
         self._bar.set_postfix_str(", ".join(parts), refresh=refresh)
 
+    def _hide_rate(self) -> None:
+        """Show counts and time only: for a run served mostly from the cache, or over in under a
+        second, a rate such as 10,381,940 rows/s (and the time left it implies) says nothing."""
+        if not getattr(self._bar, "disable", True) and self._bar.bar_format is None:
+            self._bar.bar_format = _CACHED_BAR_FORMAT
+
     def close(self) -> None:
+        if not getattr(self._bar, "disable", True) and self._bar.format_dict["elapsed"] < 1.0:
+            self._hide_rate()
         if self._wait is not None:
             self._wait = None
             self._refresh_postfix(refresh=False)

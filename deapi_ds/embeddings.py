@@ -25,6 +25,7 @@ row).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 import sys
@@ -67,8 +68,9 @@ from ._pipeline import (
     quota_fields,
     run_task,
 )
+from ._pipeline import text_problem as _text_problem
 from ._profiles import get_profile
-from ._result import STATUS_DTYPE, ResultFrame
+from ._result import STATUS_DTYPE, ResultFrame, plural
 from ._tasks import resolve_client, syncify
 
 __all__ = [
@@ -99,6 +101,14 @@ def estimate_tokens(text: str) -> int:
     """
     n_bytes = len(text.encode("utf-8"))
     return max(1, -(-n_bytes // 3) + len(_PIECES.findall(text)))
+
+
+def _tokens_or_broken(text: str) -> int:
+    """:func:`estimate_tokens`, or -1 for a text that is not valid UTF-8 (lone surrogates)."""
+    try:
+        return estimate_tokens(text)
+    except UnicodeEncodeError:
+        return -1
 
 
 def _truncate(text: str, max_tokens: int) -> str:
@@ -249,10 +259,14 @@ def _classify(
     if str_rows.size:
         codes, uniques = pd.factorize(values[str_rows])
         u_tokens = np.fromiter(
-            (0 if not t or t.isspace() else estimate_tokens(t) for t in uniques),
+            (0 if not t or t.isspace() else _tokens_or_broken(t) for t in uniques),
             dtype=np.int64,
             count=len(uniques),
         )
+        broken = {  # lone surrogates (not UTF-8): found by the token estimate's encode
+            int(j): _text_problem(uniques[j]) for j in np.flatnonzero(u_tokens < 0)
+        }
+        u_tokens[u_tokens < 0] = 0
         limit = max_input_tokens if max_input_tokens is not None else np.iinfo(np.int64).max
         fits = (u_tokens > 0) & (u_tokens <= limit)
         # distinct texts that fit are units 0..k-1, in order of first appearance
@@ -262,6 +276,12 @@ def _classify(
         row_unit[str_rows] = u_unit[codes]
         row_tokens = u_tokens[codes]
         kind[str_rows[row_tokens == 0]] = _EMPTY
+        if broken:  # lone surrogates: not valid UTF-8, cannot be sent
+            for pos in np.flatnonzero(np.isin(codes, list(broken))):
+                i = int(str_rows[pos])
+                kind[i] = _ERROR
+                error_type[i] = "InvalidText"
+                error[i] = f"row {labels[i]!r} {broken[int(codes[pos])]}"
         for pos in np.flatnonzero(row_tokens > limit):
             i = int(str_rows[pos])
             long_text(i, values[i], int(row_tokens[pos]))
@@ -279,7 +299,21 @@ def _classify(
                     "convert=True to embed str(value)"
                 )
                 continue
-            value = str(value)
+            try:
+                value = str(value)
+            except Exception as exc:  # noqa: BLE001 - a broken __str__ is this row's error
+                kind[i] = _ERROR
+                error_type[i] = "TypeError"
+                error[i] = (
+                    f"row {labels[i]!r}: str() of its {type(value).__name__} value failed "
+                    f"({type(exc).__name__}: {exc}); convert the column yourself"
+                )
+                continue
+            if (problem := _text_problem(value)) is not None:
+                kind[i] = _ERROR
+                error_type[i] = "InvalidText"
+                error[i] = f"row {labels[i]!r} {problem}"
+                continue
         if not value or value.isspace():
             kind[i] = _EMPTY
             continue
@@ -347,35 +381,39 @@ class EmbeddingResult(ResultFrame):
         self.usage = dict(usage)
         self.model = model
 
+    def _take(self, positions: np.ndarray) -> EmbeddingResult:
+        new = self._subset(positions)  # a row selection keeps its vectors
+        new.matrix = np.ascontiguousarray(self.matrix[positions])
+        return new
+
     @property
     def dimension(self) -> int:
+        """The vectors' dimension (columns of :attr:`matrix`)."""
         return int(self.matrix.shape[1])
 
     @property
     def status(self) -> pd.Series:
+        """Each row's status: ok, cached, empty, truncated or error."""
         return self.frame["status"]
 
     def to_series(self, name: str = "embedding", *, arrow: bool = False) -> pd.Series:
         """The vectors as a DataFrame column, without copying and without Python lists.
 
-        By default each cell is a float32 numpy view of its row of :attr:`matrix` (``None``
-        where there is no vector); ``df.to_parquet`` stores the column as ``list<float>`` and
-        ``pd.read_parquet`` gives float32 arrays back. ``arrow=True`` gives an Arrow
-        ``fixed_size_list<float>[dim]`` column instead (read it back with
+        By default each cell is a float32 numpy view of its row of :attr:`matrix`; a row
+        without a vector (empty text, error) holds a NaN vector of the same dimension, as in
+        :attr:`matrix`, so ``np.stack(column)`` always works. ``df.to_parquet`` stores the column
+        as ``list<float>`` and ``pd.read_parquet`` gives float32 arrays back. ``arrow=True``
+        gives an Arrow ``fixed_size_list<float>[dim]`` column instead (read it back with
         ``pd.read_parquet(..., dtype_backend="pyarrow")``: pandas cannot rebuild that dtype
         from parquet metadata otherwise).
         """
-        ok = self.ok
         if arrow:
             arr = embedding_array(self.matrix)
-            if not ok.all():
-                arr = pa.FixedSizeListArray.from_arrays(
-                    arr.values, self.dimension, mask=pa.array(~ok)
-                )
+            arr = pa.FixedSizeListArray.from_arrays(arr.values, self.dimension)  # nullable items
             return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=self.frame.index, name=name)
         cells = np.empty(len(self.matrix), dtype=object)
-        for i in np.flatnonzero(ok):
-            cells[i] = self.matrix[i]
+        for i, row in enumerate(self.matrix):  # row views; rows without a vector are NaN rows
+            cells[i] = row
         return pd.Series(cells, index=self.frame.index, name=name, dtype=object)
 
     def to_frame(self, data: pd.DataFrame | None = None, name: str = "embedding") -> pd.DataFrame:
@@ -384,15 +422,21 @@ class EmbeddingResult(ResultFrame):
         return base.assign(**{name: self.to_series(name)})
 
     def search_index(self, data: pd.DataFrame | None = None, **kwargs: Any) -> Any:
-        """A :class:`deapi_ds.search.SearchIndex` over these vectors (queries embedded with the same model)."""
-        from .search import SearchIndex, default_embedder
+        """A :class:`deapi_ds.SearchIndex` over these vectors, queries embedded with the same
+        model. ``data`` is the frame whose rows were embedded (default: the status frame);
+        ``kwargs`` go to :class:`~deapi_ds.SearchIndex` (``text_column=``, ``dtype=`` ...).
 
-        frame = self.frame if data is None else data
-        return SearchIndex(frame, self.matrix, embed=default_embedder(self.model), **kwargs)
+        The search layer builds on this module and is looked up only when called (a static
+        import either way would close a cycle).
+        """
+        search = importlib.import_module("deapi_ds.search")
+        return search._index._embedding_search_index(self, data, **kwargs)
 
     def summary(self) -> str:
+        """One line: rows per status, dimension and requests sent."""
         base = super().summary()
-        return f"{base}, {self.matrix.shape[1] if self.matrix.ndim == 2 else 0} dims, {self.usage.get('requests', 0)} requests"
+        dims = self.matrix.shape[1] if self.matrix.ndim == 2 else 0
+        return f"{base}, {dims} dims, {plural(int(self.usage.get('requests', 0)), 'request')}"
 
 
 # --- the task --------------------------------------------------------------------------------
@@ -993,6 +1037,7 @@ class EmbeddingTransformer:
         self.progress = progress
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn API)."""
         return {
             "model": self.model,
             "on_long": self.on_long,
@@ -1002,6 +1047,7 @@ class EmbeddingTransformer:
         }
 
     def set_params(self, **params: Any) -> EmbeddingTransformer:
+        """Set constructor parameters (scikit-learn API); returns self."""
         for key, value in params.items():
             if key not in self.get_params():
                 raise InvalidParameterError(
@@ -1011,10 +1057,12 @@ class EmbeddingTransformer:
         return self
 
     def fit(self, X: Any, y: Any = None) -> EmbeddingTransformer:
+        """Nothing to learn: returns self (scikit-learn API)."""
         self.n_features_in_ = 1
         return self
 
     def transform(self, X: Any) -> np.ndarray:
+        """Embed the texts ``X`` (a list, Series or one-column frame): the float32 matrix."""
         if isinstance(X, pd.DataFrame):
             if X.shape[1] != 1:
                 raise InvalidParameterError(
@@ -1042,6 +1090,7 @@ class EmbeddingTransformer:
         return np.nan_to_num(res.matrix, nan=0.0)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X).transform(X)``."""
         return self.fit(X, y).transform(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

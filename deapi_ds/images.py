@@ -40,14 +40,12 @@ Figure; ``.save(folder)`` writes PNGs with prompt, model, size and seed in their
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import html as _html
 import io
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -81,9 +79,10 @@ from ._pipeline import (
     check_outcome,
     quota_fields,
     run_task,
+    text_problem,
 )
 from ._profiles import ModelProfile, ProviderProfile, get_profile
-from ._result import STATUS_DTYPE, ResultFrame
+from ._result import STATUS_DTYPE, ResultFrame, atomic_write
 from ._tasks import resolve_client, syncify
 
 if TYPE_CHECKING:
@@ -202,16 +201,16 @@ class ImageResult(ResultFrame):
     ``out.query("status == 'ok'")``; selecting columns gives a DataFrame.
 
     >>> out = deapi_ds.generate_images("a lighthouse", seeds=[1, 2], cache=None)  # doctest: +SKIP
-    >>> out.save("pictures")["path"].tolist()                                      # doctest: +SKIP
+    >>> out.save("pictures").tolist()                                              # doctest: +SKIP
     ['pictures/a-lighthouse_flux1schnell_s1.png', 'pictures/a-lighthouse_flux1schnell_s2.png']
     """
 
     media = {"image": "image"}
 
-    def _with_frame(self, frame: pd.DataFrame) -> ImageResult:
+    def _take(self, positions: np.ndarray) -> ImageResult:
         # Row selections (out[out.seed == 2], out.loc[...], out.head(3), out.query(...)) stay
         # ImageResults, so they can be shown as a grid and saved.
-        return ImageResult(frame, meta=self.meta)
+        return self._subset(positions)
 
     # access ------------------------------------------------------------------------------------
     @property
@@ -325,7 +324,7 @@ class ImageResult(ResultFrame):
         *,
         overwrite: bool = False,
         max_name_length: int = 60,
-    ) -> pd.DataFrame:
+    ) -> pd.Series:
         """Write every image as a PNG in ``folder`` (created if needed); return the paths.
 
         File names come from the prompt, made safe (letters and digits only, no path parts,
@@ -336,8 +335,8 @@ class ImageResult(ResultFrame):
         n_index (and steps / negative prompt / input when set) are stored as PNG text metadata:
         ``PIL.Image.open(path).text["prompt"]``.
 
-        Returns a DataFrame with ``row``, ``prompt``, ``model``, ``size``, ``seed``,
-        ``n_index``, ``status`` and ``path`` (NA for rows without an image).
+        Returns the paths as a string Series named ``path``, indexed like this result (NA for
+        rows without an image): ``out.frame.assign(path=out.save("renders"))``.
 
         >>> paths = out.save("renders")        # doctest: +SKIP
         """
@@ -363,16 +362,9 @@ class ImageResult(ResultFrame):
             stem = _file_stem(rec, max_name_length, multi_size)
             path = _free_path(root, stem, png, used, overwrite)
             if not (path.exists() and path.read_bytes() == png):
-                _atomic_write(path, png)
+                atomic_write(path, png)
             paths.append(str(path))
-        keep = [
-            c
-            for c in ("row", "prompt", "input", "model", "size", "seed", "n_index", "status")
-            if c in frame
-        ]
-        out = frame[keep].copy()
-        out["path"] = pd.array(paths, dtype=STATUS_DTYPE)
-        return out
+        return pd.Series(paths, index=frame.index, name="path", dtype=STATUS_DTYPE)
 
     def _metadata(self, rec: Mapping[str, Any]) -> dict[str, str]:
         from ._version import __version__
@@ -445,18 +437,6 @@ def _free_path(root: Path, stem: str, png: bytes, used: set[str], overwrite: boo
             used.add(name.lower())
             return path
     raise InvalidParameterError(f"save(): no free file name for {stem!r} in {str(root)!r}.")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _png_with_metadata(data: bytes, meta: Mapping[str, str]) -> bytes:
@@ -725,6 +705,8 @@ def _prompt_problem(prompt: Any) -> tuple[str, str, str] | None:
             "InvalidParameterError",
             f"The prompt must be a string. Got {type(prompt).__name__}: {prompt!r}.",
         )
+    if (problem := text_problem(prompt)) is not None:
+        return ("error", "InvalidText", f"The prompt {problem}.")
     return None
 
 
@@ -912,6 +894,14 @@ async def _run(
     return requests
 
 
+def _shown(prompt: Any) -> str | None:
+    """The prompt as the result shows it (lone surrogates escaped: a string column needs UTF-8)."""
+    if is_missing(prompt):
+        return None
+    text = prompt if isinstance(prompt, str) else str(prompt)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) -> ImageResult:
     records = []
     for r in rows:
@@ -928,9 +918,7 @@ def _assemble(rows: list[_Row], *, with_input: bool, meta: Mapping[str, Any]) ->
             size = f"{width}x{height}"
         rec = {
             "row": r.row,
-            "prompt": r.prompt
-            if isinstance(r.prompt, str)
-            else (None if is_missing(r.prompt) else str(r.prompt)),
+            "prompt": _shown(r.prompt),
             "model": r.model,
             "size": size,
             "seed": r.seed,

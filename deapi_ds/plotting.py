@@ -2,10 +2,14 @@
 transcription timelines and per-file durations.
 
 Every function returns what it drew on (seaborn's habit): a new ``matplotlib.figure.Figure``,
-or the ``Axes`` when one is passed with ``ax=``. Nothing calls ``plt.show()``, and the new
-figures are not registered with pyplot: in a notebook a returned Figure shows once as the
-cell's value (``fig = image_grid(...)`` then ``fig`` to show it), ``fig.savefig(path, dpi=...)``
-works anywhere, and scripts do not accumulate open figures. matplotlib is imported lazily.
+or the ``Axes`` when one is passed with ``ax=``. New figures are made through pyplot
+(``plt.figure``), so ``plt.show()`` shows them in scripts, ``plt.savefig``/``plt.gcf()`` see
+them, and in a notebook they appear at the end of the cell like any pyplot figure. Nothing here
+calls ``plt.show()``. A returned figure shows once in a notebook: when it is the cell's value
+(or passed to ``display()``) it is shown there and handed back from pyplot's inline backend,
+which would otherwise show it a second time at the end of the cell. Scripts that make many
+figures close them as with any pyplot figure (``plt.close(fig)``). matplotlib is imported on
+first use.
 
 >>> import pandas as pd
 >>> from PIL import Image
@@ -19,6 +23,7 @@ works anywhere, and scripts do not accumulate open figures. matplotlib is import
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -28,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from deapi_ds._common import plural
 from deapi_ds._exceptions import InvalidParameterError
+from deapi_ds._vectors import as_matrix
 from deapi_ds.display import _is_missing, _normalize_mode, _open_image, format_label
-from deapi_ds.search import as_matrix
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -87,10 +93,76 @@ def _enable_notebook_display() -> None:
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
     _enable_notebook_display()
-    return Figure(figsize=(max(width, 1.0), max(height, 1.0)), layout="constrained")
+    size = (max(width, 1.0), max(height, 1.0))
+    return plt.figure(figsize=size, layout="constrained", FigureClass=_figure_class())
+
+
+@functools.cache
+def _figure_class() -> type:
+    """``DeapiFigure``: a matplotlib Figure that shows once in a notebook (made on first use,
+    so that importing deapi_ds does not import matplotlib)."""
+    from matplotlib.figure import Figure
+
+    class DeapiFigure(Figure):
+        """A matplotlib Figure made by deapi_ds; it shows once when it is a notebook cell's value."""
+
+        def _ipython_display_(self) -> None:
+            _display_once(self)
+
+    DeapiFigure.__module__ = __name__
+    DeapiFigure.__qualname__ = "DeapiFigure"
+    return DeapiFigure
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DeapiFigure":  # pickled figures find their class here
+        return _figure_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _display_once(fig: Any) -> None:
+    """Show ``fig`` now with IPython's figure formatters; if pyplot's inline backend was going
+    to show it again at the end of the cell, close it there (the backend would close it then)."""
+    from IPython import get_ipython
+    from IPython.display import publish_display_data
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    data: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    for mime, formatter in shell.display_formatter.formatters.items():
+        out = formatter(fig) if formatter.enabled else None
+        if isinstance(out, tuple) and len(out) == 2:
+            out, metadata[mime] = out
+        if out is not None:
+            data[mime] = out
+    publish_display_data(data, metadata)
+    if _inline_backend_will_show(fig):
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def _inline_backend_will_show(fig: Any) -> bool:
+    """Whether the inline backend (the notebook default) shows and closes ``fig`` at the end of
+    the cell: it is open in pyplot and the backend closes figures after showing them."""
+    import matplotlib
+    from matplotlib._pylab_helpers import Gcf
+
+    if "inline" not in str(matplotlib.get_backend()):
+        return False
+    try:
+        from matplotlib_inline.backend_inline import InlineBackend
+
+        if not InlineBackend.instance().close_figures:
+            return False
+    except Exception:  # noqa: BLE001 - an older or missing matplotlib_inline: its default
+        pass
+    return any(m.canvas.figure is fig for m in Gcf.get_all_fig_managers())
 
 
 def _require_columns(data: pd.DataFrame, where: str, **columns: Any) -> None:
@@ -114,10 +186,6 @@ def _category_colors(values: Sequence[Any]) -> dict[Any, Any]:
 def _short_name(value: Any, width: int = 32) -> str:
     text = PurePath(str(value)).name if isinstance(value, str) and "/" in value else str(value)
     return text if len(text) <= width else "…" + text[-(width - 1) :]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _wrap(text: str, width: int, max_lines: int = 3) -> str:
@@ -694,7 +762,7 @@ def timeline_plot(
     target.set_title(
         title
         if title is not None
-        else f"{_count(int(ok.sum()), 'segment')} in {_count(len(lanes), 'file')}"
+        else f"{plural(int(ok.sum()), 'segment')} in {plural(len(lanes), 'file')}"
         + (f" ({skipped:,} without times skipped)" if skipped else ""),
         fontsize=10,
     )
@@ -779,7 +847,7 @@ def duration_plot(
             amount = f"{total / 60:.1f} min"
         else:
             amount = f"{total / 3600:.1f} h"
-        title = f"{_count(len(files), 'file')}, {amount} in total"
+        title = f"{plural(len(files), 'file')}, {amount} in total"
     target.set_title(title, fontsize=10)
     target.grid(axis="x", alpha=0.3)
     return target if fig is None else fig

@@ -49,9 +49,10 @@ from ._pipeline import (
     check_outcome,
     quota_fields,
     run_task,
+    text_problem,
 )
 from ._profiles import KOKORO_VOICES, OPENAI_VOICE_ALIASES, ModelProfile, get_profile
-from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._result import STATUS_DTYPE, ResultFrame, error_columns, write_media
 from ._speech_formats import fetch_speech
 from ._tasks import resolve_client, syncify
 
@@ -79,6 +80,10 @@ _EXTENSIONS = {"opus": "opus", "pcm": "pcm", "aac": "aac"}
 _SPEED_RANGE = (0.25, 4.0)
 #: pcm is 24 kHz signed 16-bit little-endian mono (OpenAI's documented raw format).
 _PCM_BYTES_PER_SECOND = 24_000 * 2
+#: The longest text spoken as one clip. The parts of a text are joined in memory, decoded to
+#: float PCM (about 100 KB per second of speech): 1 MB of text would be ~18 hours of audio and
+#: ~10 GiB to join. Longer texts become error rows before anything is sent.
+MAX_TEXT_CHARS = 20_000
 #: At most this many bytes of audio are embedded in a result's notebook HTML.
 INLINE_AUDIO_BUDGET = 8_000_000
 
@@ -340,6 +345,10 @@ def _texts(texts: Any, column: Any, func: str) -> pd.Series:
                 f"{type(value).__name__} ({value!r}), not a str. Convert the column with "
                 ".astype('string') first."
             )
+        if isinstance(value, str) and (problem := text_problem(value)) is not None:
+            raise InvalidParameterError(
+                f"Row {series.index[position]!r} of the texts given to {func}() {problem}."
+            )
     return series
 
 
@@ -352,6 +361,17 @@ class _Row:
     text: str | None
     voice: str
     keys: list[str]
+    error: str | None = None  # refused before sending (see MAX_TEXT_CHARS)
+
+
+def _too_long(text: str) -> str:
+    hours = len(text) / 15 / 3600  # about 15 characters per second of speech
+    return (
+        f"The text has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} that speak() "
+        f"makes into one clip (this one would be about {hours:.1f} h of audio, joined in "
+        "memory). Nothing was sent for it. Split it into several rows (chapters or paragraphs), "
+        "e.g. with deapi_ds.speech.split_sentences(text, 5_000) and DataFrame.explode()."
+    )
 
 
 @dataclasses.dataclass
@@ -403,6 +423,9 @@ def _plan(
     split_cache: dict[str, list[str]] = {}
     for label, value in zip(series.index, series.tolist(), strict=True):
         text = None if is_missing(value) else str(value)
+        if text is not None and len(text) > MAX_TEXT_CHARS:
+            rows.extend(_Row(label, text, name, [], _too_long(text)) for name in names)
+            continue
         if text is not None and text not in split_cache:
             split_cache[text] = split_sentences(text, limit)
         for name in names:
@@ -443,6 +466,7 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
                 billed.add(key)
                 billable += len(plan.parts[key][0])
         status = "empty" if not row.keys else ("cached" if hit == len(row.keys) else "pending")
+        status = "error" if row.error else status
         rows.append((row.text, row.voice, chars, len(row.keys), hit, billable, status))
     frame = pd.DataFrame(
         rows,
@@ -482,7 +506,7 @@ def _estimate(plan: _Plan, cached: set[str]) -> SpeechEstimate:
         unique=len(plan.parts),
         cached=len(plan.parts) - len(todo),
         empty=int((frame["status"] == "empty").sum()),
-        errors=0,
+        errors=int((frame["status"] == "error").sum()),  # texts over MAX_TEXT_CHARS
         requests=len(todo),
         quantity=billable,
         unit="characters",
@@ -602,11 +626,17 @@ class SpeechResult(ResultFrame):
 
     media = {"audio": "audio"}
 
-    def save(self, folder: str | Path, *, overwrite: bool = True) -> pd.Series:
+    def _take(self, positions: np.ndarray) -> SpeechResult:
+        return self._subset(positions)
+
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> pd.Series:
         """Write each clip to ``folder`` and return the paths (NA for rows without audio).
 
         Names are ``<row number>_<voice>_<first words of the text>.<format>``, ASCII only, so
-        they are safe on every file system and sort in the frame's order.
+        they are safe on every file system and sort in the frame's order. A file that already
+        holds the same clip is kept; one holding something else is replaced only with
+        ``overwrite=True`` (else FileExistsError). Returns a string Series named ``path``,
+        indexed like this result.
 
         >>> paths = result.save("clips")  # doctest: +SKIP
         >>> paths.iloc[0]  # doctest: +SKIP
@@ -631,9 +661,7 @@ class SpeechResult(ResultFrame):
             ext = _EXTENSIONS.get(fmt, fmt)
             name = f"{i:0{width}d}_{_safe_name(voice, 20)}_{_safe_name(text or '')}.{ext}"
             path = out_dir / name
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-            path.write_bytes(audio)
+            write_media(path, audio, overwrite=overwrite)
             paths.append(str(path))
         return pd.Series(paths, index=self.frame.index, name="path", dtype=STATUS_DTYPE)
 
@@ -700,6 +728,10 @@ def _frame(
             "error": None,
             "cached": False,
         }
+        if row.error:
+            record.update(status="error", error_type="InvalidInput", error=row.error)
+            records.append(record)
+            continue
         if not row.keys:
             record.update(status="empty", characters=0)
             records.append(record)
@@ -782,7 +814,9 @@ async def aspeak(
     for Kokoro); a format the server does not return itself (deAPI today: anything but mp3) is
     requested as mp3 and converted locally, with the same duration. Texts longer than ``max_chars`` (default: the model's
     limit in the profile) are split at sentence boundaries, and the parts are joined back into
-    one clip. Empty or missing texts give status ``"empty"`` without a request. Each distinct
+    one clip. Empty or missing texts give status ``"empty"`` without a request; a text longer
+    than :data:`MAX_TEXT_CHARS` (20,000, about 20 minutes of speech) is an error row, refused
+    before sending. Each distinct
     part is requested once and cached per (part, voice, format, speed, model); a rerun sends
     nothing for cached parts. :func:`estimate_speak` takes the same arguments and tells what
     would be sent and paid, sending nothing.

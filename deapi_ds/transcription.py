@@ -33,7 +33,6 @@ in ``result.meta["unlisted"]``.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import functools
 import json
 import math
@@ -50,7 +49,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import _media
+from . import _files, _media
 from . import _native_transcription as _nt
 from ._cache import USE_DEFAULT, make_key, resolve_cache
 from ._client import AsyncClient, Client, Transcription
@@ -63,11 +62,13 @@ from ._exceptions import (
     InvalidParameterError,
     ResponseValidationError,
 )
+from ._files import walk_folder as _walk
 from ._pipeline import (
     FATAL_ERRORS,
     Answer,
     Progress,
     Task,
+    as_series,
     check_outcome,
     quota_fields,
     run_task,
@@ -253,43 +254,13 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _as_series(data: Any, column: Any, func: str) -> pd.Series:
-    if isinstance(data, pd.DataFrame):
-        if column is None:
-            if data.shape[1] == 1:
-                return data.iloc[:, 0]
-            raise InvalidParameterError(
-                f"{func}() got a DataFrame with {data.shape[1]} columns; say which one holds the "
-                f"paths or bytes: {func}(df, 'column'). Available columns: {list(data.columns)}."
-            )
-        if isinstance(column, pd.Series):
-            return column
-        if column not in data.columns:
-            raise InvalidParameterError(
-                f"Column {column!r} not found. Available columns: {list(data.columns)}."
-            )
-        return data[column]
-    if column is not None:
+    """The one ``as_series``, after refusing a folder (that is transcribe_folder's job)."""
+    if isinstance(data, str | os.PathLike) and column is None and os.path.isdir(data):
         raise InvalidParameterError(
-            f"{func}(data, column) takes a column only when data is a DataFrame; got "
-            f"{type(data).__name__}."
+            f"{func}() got the folder {os.fspath(data)!r}; use "
+            f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
         )
-    if isinstance(data, pd.Series):
-        return data
-    if isinstance(data, str | os.PathLike | bytes | bytearray | memoryview):
-        if isinstance(data, str | os.PathLike) and os.path.isdir(data):
-            raise InvalidParameterError(
-                f"{func}() got the folder {os.fspath(data)!r}; use "
-                f"transcribe_folder({os.fspath(data)!r}) to transcribe the files in it."
-            )
-        return pd.Series([data], dtype=object)
-    try:
-        values = list(data)
-    except TypeError:
-        raise InvalidParameterError(
-            f"{func}() takes a list or Series of paths or bytes, or a DataFrame and a column "
-            f"name; got {type(data).__name__}."
-        ) from None
-    return pd.Series(values, dtype=object)
+    return as_series(data, column, func=func, what="paths or bytes")
 
 
 def _items_from_series(series: pd.Series) -> list[_Item]:
@@ -301,9 +272,9 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
             item = _Item(pos, url, name=url, url=url)
         elif isinstance(value, str | os.PathLike) and not is_missing(value):
             path = os.fspath(value)
-            path = path if isinstance(path, str) else path.decode(errors="replace")
-            file = path
-            item = _Item(pos, file, path=path, name=os.path.basename(path) or path)
+            path = path if isinstance(path, str) else os.fsdecode(path)
+            file = _files.display_name(path)  # a name that is not UTF-8 stays storable
+            item = _Item(pos, file, path=path, name=os.path.basename(file) or file)
         elif isinstance(value, bytes | bytearray | memoryview):
             file = f"bytes[{label}]"
             item = _Item(pos, file, data=bytes(value), name=file, size=len(value))
@@ -323,78 +294,6 @@ def _items_from_series(series: pd.Series) -> list[_Item]:
             item.file = f"{item.file} #{seen[item.file]}"
         items.append(item)
     return items
-
-
-def _check_extensions(extensions: Iterable[str] | None) -> frozenset[str]:
-    if extensions is None:
-        return _media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS
-    if isinstance(extensions, str):
-        extensions = [extensions]
-    out = set()
-    for ext in extensions:
-        if not isinstance(ext, str) or not ext.strip(". "):
-            raise InvalidParameterError(
-                f"extensions must be file extensions such as '.mp3' or 'wav'. Got {ext!r}."
-            )
-        ext = ext.strip().lower()
-        out.add(ext if ext.startswith(".") else f".{ext}")
-    return frozenset(out)
-
-
-def _walk(
-    root: str,
-    *,
-    pattern: str,
-    recursive: bool,
-    extensions: frozenset[str],
-    include_hidden: bool,
-    unlisted: list[OSError] | None = None,
-) -> tuple[list[tuple[str, str]], int]:
-    """Sorted (relative posix path, full path) of the matching files, and the ignored count.
-
-    Symbolic links are followed, but every real folder is visited once, so a link loop (or a
-    link back to a parent) cannot hang the walk. Folders that cannot be listed (no permission)
-    are appended to ``unlisted``.
-    """
-    found: list[tuple[str, str]] = []
-    ignored = 0
-    on_error = unlisted.append if unlisted is not None else None
-    visited: set[tuple[int, int]] = set()
-    try:
-        st = os.stat(root)
-        visited.add((st.st_dev, st.st_ino))
-    except OSError:
-        pass
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=on_error):
-        keep = []
-        for d in sorted(dirnames):
-            if not include_hidden and d.startswith("."):
-                continue
-            full = os.path.join(dirpath, d)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue  # broken link to a folder
-            ident = (st.st_dev, st.st_ino)
-            if ident in visited:
-                continue  # a link loop or a second link to a folder already walked
-            visited.add(ident)
-            keep.append(d)
-        dirnames[:] = keep if recursive else []
-        for name in filenames:
-            if not include_hidden and name.startswith("."):
-                continue
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if os.path.splitext(name)[1].lower() not in extensions:
-                ignored += 1
-                continue
-            target = rel if "/" in pattern else name
-            if not fnmatch.fnmatch(target, pattern):
-                continue
-            found.append((rel, full))
-    found.sort(key=lambda pair: pair[0])
-    return found, ignored
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,51 +397,6 @@ def _word(w: Mapping[str, Any], segment: int | None) -> dict[str, Any]:
         "start": _num(w.get("start")),
         "end": _num(w.get("end")),
         "probability": _num(w.get("probability")),
-    }
-
-
-def _stitch(parts: Sequence[tuple[_media.Chunk, dict[str, Any]]]) -> dict[str, Any]:
-    """Join chunk records onto the original file's timeline (offsets, overlap de-dup)."""
-    pairs = []
-    loose: list[dict[str, Any]] = []
-    for chunk, rec in parts:
-        by_seg: dict[int, list[dict[str, Any]]] = {}
-        for order, w in enumerate(rec["words"]):
-            w = {**w, "_chunk": chunk.index, "_ord": order}
-            if w["segment"] is None:
-                for k in ("start", "end"):
-                    if w[k] is not None:
-                        w[k] = w[k] + chunk.start
-                loose.append(w)
-            else:
-                by_seg.setdefault(int(w["segment"]), []).append(w)
-        segs = [{**s, "words": by_seg.get(int(s["id"]), [])} for s in rec["segments"]]
-        pairs.append((chunk, segs))
-    stitched = _media.stitch_segments(pairs)
-    segments, words = [], []
-    for seg in stitched:
-        for w in seg.pop("words", []) or []:
-            words.append({**w, "segment": int(seg["id"])})
-        segments.append(seg)
-    words.extend(loose)
-    words.sort(key=lambda w: (w["_chunk"], w["_ord"]))
-    for w in words:
-        w.pop("_chunk", None)
-        w.pop("_ord", None)
-    recs = [rec for _, rec in parts]
-    if segments:
-        text = " ".join(s["text"] for s in segments if s["text"])
-    else:
-        text = " ".join(r["text"] for r in recs if r["text"])
-    languages = Counter(r["language"] for r in recs if r["language"])
-    durations = [r["api_duration"] for r in recs]
-    return {
-        "text": text,
-        "language": languages.most_common(1)[0][0] if languages else None,
-        "api_duration": None if any(d is None for d in durations) else float(sum(durations)),
-        "response_format": recs[0]["response_format"] if recs else None,
-        "segments": segments,
-        "words": words,
     }
 
 
@@ -932,7 +786,7 @@ class _TranscribeTask(Task):
                 f"{len(errors)} chunk(s) failed, the others are cached): {_message(exc)}",
             )
             raise exc
-        rec = _stitch([(c, results[c.index]) for c in chunks])
+        rec = _media.stitch_records([(c, results[c.index]) for c in chunks])
         if self.fmt != "verbose_json":
             # The chunks were asked for segments only to stitch them; give the format that was
             # asked for, so a split file looks like the files sent whole (text, no segments).
@@ -949,10 +803,8 @@ def _read(item: _Item) -> bytes:
     if item.data is not None:
         return item.data
     assert item.path is not None
-    if os.path.isdir(item.path):
-        raise IsADirectoryError(f"{item.path} is a folder, not a file")
-    with open(item.path, "rb") as fh:
-        return fh.read()
+    # regular files only (a FIFO or /dev/zero is never opened), of a bounded size
+    return _files.read_file(item.path, max_bytes=_files.MAX_SPLIT_FILE_BYTES, open_file=open)
 
 
 async def _hash_all(
@@ -1166,8 +1018,9 @@ def _assemble(
         segments = rec["segments"] if rec else []
         fmt = rec.get("response_format") if rec else None
         cols["file"].append(it.file)
-        cols["path"].append(it.path)
-        cols["name"].append(it.name)
+        # shown and stored names are valid UTF-8; the real path stays in sources, to re-read
+        cols["path"].append(None if it.path is None else _files.display_name(it.path))
+        cols["name"].append(None if it.name is None else _files.display_name(it.name))
         cols["size"].append(it.size)
         cols["duration"].append(
             it.duration if it.duration is not None else (rec or {}).get("api_duration")
@@ -1349,7 +1202,9 @@ async def _folder_items(
         )
     if not isinstance(pattern, str) or not pattern:
         raise InvalidParameterError(f"pattern must be a glob such as '*.mp3'. Got {pattern!r}.")
-    exts = _check_extensions(extensions)
+    exts = _files.check_extensions(
+        extensions, default=_media.AUDIO_EXTENSIONS | _media.VIDEO_EXTENSIONS
+    )
     unlisted: list[OSError] = []
     found, ignored = await anyio.to_thread.run_sync(
         lambda: _walk(
@@ -1577,12 +1432,21 @@ class TranscriptionResult(ResultFrame):
         self._sources = dict(sources or {})
         self._index_cache: dict[str, Any] = {}
 
+    def _take(self, positions: np.ndarray) -> TranscriptionResult:
+        new = self._subset(positions)  # segments and words follow the selected files
+        fids = new.frame["file"]
+        new.segments = self.segments[self.segments["file"].isin(fids).to_numpy()]
+        new.words = self.words[self.words["file"].isin(fids).to_numpy()]
+        new._index_cache = {}
+        return new
+
     @property
     def files(self) -> pd.DataFrame:
         """One row per input file (the same frame as ``.frame``)."""
         return self.frame
 
     def summary(self) -> str:
+        """One line: files per status, segments and hours of audio."""
         base = super().summary()
         seconds = float(self.frame["duration"].fillna(0).sum())
         extra = f", {len(self.segments):,} segments, {_human_duration(seconds)} of audio"
@@ -1831,12 +1695,16 @@ class TranscriptionResult(ResultFrame):
         k: int = 5,
         *,
         model: str | None = None,
+        mode: str = "dense",
+        where: Any = None,
         speaker: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """The ``k`` segments closest in meaning to ``query``, through the embeddings feature.
 
         Segment texts are embedded once per result (and cached like every embedding); returns
-        query, rank, score and the segment columns, best first.
+        query, rank, score and the segment columns, best first. ``mode`` ("dense",
+        "lexical" or "hybrid") and ``where`` (a bool mask or a callable on the segments) are
+        those of :meth:`deapi_ds.SearchIndex.search`.
 
         >>> res.semantic_search("pricing questions", k=3)   # doctest: +SKIP
         """
@@ -1863,8 +1731,10 @@ class TranscriptionResult(ResultFrame):
             index = SearchIndex(frame, matrix, embed=embed_queries, text_column="text")
             self._index_cache[emb_model] = index
         if speaker is None:
-            return index.search(query, k=k)
-        hits = self._of_speaker(index.search(query, k=len(self.segments)), speaker)
+            return index.search(query, k=k, mode=mode, where=where)
+        hits = self._of_speaker(
+            index.search(query, k=len(self.segments), mode=mode, where=where), speaker
+        )
         return hits.groupby("query", sort=False).head(k) if "query" in hits else hits.head(k)
 
     # --- listening --------------------------------------------------------------------------

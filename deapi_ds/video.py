@@ -62,7 +62,7 @@ from ._pipeline import (
     run_task,
 )
 from ._profiles import get_profile
-from ._result import STATUS_DTYPE, ResultFrame, error_columns
+from ._result import STATUS_DTYPE, ResultFrame, error_columns, write_media
 from ._tasks import resolve_client, syncify
 
 __all__ = [
@@ -130,6 +130,10 @@ def _check_poll(poll: Any, max_poll: Any, backoff: Any, timeout: Any, func: str)
         raise InvalidParameterError(
             f"The 'timeout' parameter of {func}() must be None or seconds >= 0. Got {timeout!r}."
         )
+
+
+def _file_name(job: VideoJob) -> str:
+    return f"{_safe_name(job.prompt or 'video')}_{_safe_name(job.id or 'job', 48)}.mp4"
 
 
 def _poll_after(video: Video) -> float:
@@ -390,8 +394,7 @@ class VideoJob:
         target = Path(path)
         if target.is_dir() or str(path).endswith(("/", "\\")):
             target.mkdir(parents=True, exist_ok=True)
-            stem = _safe_name(self.prompt or "video")
-            target = target / f"{stem}_{_safe_name(self.id or 'job', 48)}.mp4"
+            target = target / _file_name(self)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(self.video)
         self.path = target
@@ -558,6 +561,12 @@ class VideoJobs(ResultFrame):
         self._index = index if index is not None else pd.RangeIndex(len(self.jobs))
         super().__init__(_jobs_frame(self.jobs, self._index), meta=meta)
 
+    def _take(self, positions: np.ndarray) -> VideoJobs:
+        new = self._subset(positions)  # the same job objects, for the selected rows
+        new.jobs = [self.jobs[i] for i in positions]
+        new._index = self._index[positions]
+        return new
+
     def _sync(self) -> VideoJobs:
         self.frame = _jobs_frame(self.jobs, self._index)
         return self
@@ -619,11 +628,17 @@ class VideoJobs(ResultFrame):
         return self._sync()
 
     def download(self, folder: str | Path) -> pd.Series:
+        """Write every finished video to ``folder``, replacing files; see :meth:`save`."""
+        return self.save(folder, overwrite=True)
+
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> pd.Series:
         """Write every finished video to ``folder``; returns the paths (NA for the others).
 
         Videos not fetched yet are fetched concurrently. A video that cannot be fetched (e.g.
         its result expired) makes that job an error row; the other videos are still saved.
-        Saved videos render in the notebook as links when they are too big to embed.
+        Names are ``<prompt words>_<job id>.mp4``; a file already holding the same video is
+        kept, one holding something else is replaced only with ``overwrite=True`` (else
+        FileExistsError). Saved videos render in the notebook as links when too big to embed.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -644,7 +659,9 @@ class VideoJobs(ResultFrame):
 
         syncify(go)()
         for job in {id(job): job for job in self.jobs if job.ok}.values():
-            job.download(folder)
+            path = folder / _file_name(job)
+            write_media(path, job.video, overwrite=overwrite)
+            job.path = path
         self._sync()
         paths = [str(job.path) if job.ok and job.path is not None else pd.NA for job in self.jobs]
         return pd.Series(paths, index=self._index, name="path", dtype=STATUS_DTYPE)

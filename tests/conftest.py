@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -27,6 +28,8 @@ def _clean_config(monkeypatch, tmp_path):
     yield
     deapi_ds.reset_config()
     _tasks.clear_shared_clients()
+    if "matplotlib.pyplot" in sys.modules:  # figures are made through pyplot: close them
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture

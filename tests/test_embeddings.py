@@ -265,7 +265,9 @@ def test_column_roundtrips_parquet_as_float32(emulator, tmp_path):
     first = back["embedding"].iloc[0]
     assert first.dtype == np.float32
     np.testing.assert_array_equal(first, res.matrix[0])
-    assert back["embedding"].iloc[1] is None
+    missing = back["embedding"].iloc[1]  # a row without a vector: NaN, same shape and dtype
+    assert missing.dtype == np.float32 and missing.shape == (1024,) and np.isnan(missing).all()
+    assert np.stack(back["embedding"]).shape == (3, 1024)
     # the cells are views of the matrix, not copies or Python lists
     assert np.shares_memory(df["embedding"].iloc[0], res.matrix)
     # the Arrow variant keeps a fixed-size list type
@@ -280,14 +282,14 @@ def test_column_roundtrips_parquet_as_float32(emulator, tmp_path):
     )
 
 
-def test_dry_run_spends_nothing(emulator):
-    est = deapi_ds.embed(texts(5000), dry_run=True)
+def test_estimate_spends_nothing(emulator):
+    est = deapi_ds.estimate_embed(texts(5000))
     assert isinstance(est, deapi_ds.Estimate)
     assert est.requests == 3 and est.rows == 5000 and est.cost_usd > 0
     assert "3 requests" in str(est)
     assert emulator.stats("embeddings")["requests"] == 0
     deapi_ds.set_config(tier="basic")
-    assert deapi_ds.estimate(texts(5000)).minutes == pytest.approx(0.3)
+    assert deapi_ds.estimate_embed(texts(5000)).minutes == pytest.approx(0.3)
 
 
 def test_search_ranks_lexically(emulator):
@@ -308,7 +310,7 @@ def test_search_ranks_lexically(emulator):
     assert top == [corpus.text[1], corpus.text[2]]
     # the one-call form on a frame with an embedding column embeds the query the same way
     framed = res.to_frame(corpus)
-    again = deapi_ds.search("chocolate cake recipe", framed, k=1)
+    again = deapi_ds.search(framed, "chocolate cake recipe", k=1)
     assert again["text"].tolist() == [corpus.text[1]]
 
 

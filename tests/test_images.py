@@ -312,7 +312,7 @@ def test_save_writes_safe_unique_pngs_with_metadata(emulator, tmp_path):
     out = generate_images(prompts, seeds=7, cache=None)
     folder = tmp_path / "renders"
     saved = out.save(folder)
-    paths = [Path(p) for p in saved["path"]]
+    paths = [Path(p) for p in saved]
     assert len(set(paths)) == len(prompts)
     for p in paths:
         assert p.parent == folder and p.is_file() and p.suffix == ".png"
@@ -329,7 +329,7 @@ def test_save_writes_safe_unique_pngs_with_metadata(emulator, tmp_path):
         assert im.size == (512, 512)
     # saving again reuses the same files (no -2 copies), other content gets a new name
     again = out.save(folder)
-    assert again["path"].tolist() == saved["path"].tolist()
+    assert again.tolist() == saved.tolist()
     assert len(os.listdir(folder)) == len(prompts)
 
 
@@ -338,7 +338,7 @@ def test_save_skips_failed_rows(emulator, tmp_path):
     emulator.configure(GEN, script=[500])
     out = generate_images(["one", "two"], cache=None)
     saved = out.save(tmp_path)
-    assert saved["path"].isna().tolist() == (out["status"] == "error").tolist()
+    assert saved.isna().tolist() == (out["status"] == "error").tolist()
     good = out["prompt"][int(out.ok.argmax())]
     assert os.listdir(tmp_path) == [f"{good}_flux1schnell_rnd.png"]
 
@@ -364,7 +364,7 @@ def test_save_keeps_the_servers_metadata_and_colour_profile(tmp_path):
             "status": ["ok"],
         }
     )
-    (path,) = ImageResult(frame).save(tmp_path)["path"]
+    (path,) = ImageResult(frame).save(tmp_path)
     with Image.open(path) as im:
         assert im.info.get("icc_profile") == icc
         assert im.text["parameters"] == "steps=4"
@@ -382,7 +382,7 @@ def test_row_selections_stay_image_results(emulator, tmp_path):
         "a-bay_flux1schnell_s2.png",
         "a-fox_flux1schnell_s2.png",
     ]
-    with Image.open(saved["path"].iloc[0]) as im:
+    with Image.open(saved.iloc[0]) as im:
         assert im.text["seed"] == "2" and im.text["steps"] == "4"
     # .loc / .iloc / row-wise methods keep the kind; the grid shows only the chosen rows
     for subset in (

@@ -22,13 +22,16 @@ RANKS: dict[str, int] = {
     "_config": 1,
     "_exceptions": 0,
     "_common": 0,
+    "_lazy": 0,
     "_profiles": 2,
+    "_loops": 2,  # which event loop is running; one object per loop (below _transport)
     "_transport": 3,
     "_engine": 4,
     "_cache": 5,
     "_media": 5,
     "_files": 5,
     "_estimate": 5,
+    "_vectors": 1,
     "_quota": 6,
     "_client": 7,
     "_native": 8,
@@ -40,7 +43,9 @@ RANKS: dict[str, int] = {
     "_result": 13,
     "_pipeline": 14,
     "_catalog": 15,
+    "account": 16,
     "_image_jobs": 16,  # images in, native jobs out: shared by ocr and transforms
+    "_native_transcription": 19,
     # task modules
     "embeddings": 20,
     "images": 20,

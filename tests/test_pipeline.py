@@ -292,3 +292,21 @@ def audio_png():
     buf = io.BytesIO()
     Image.new("RGB", (96, 96), "red").save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_lone_surrogates_and_broken_str_are_rows_or_clear_errors(emulator):
+    class Bad:
+        def __str__(self):
+            raise RuntimeError("no text for you")
+
+    res = deapi_ds.embed(["fine", "bad \ud800 text", Bad()], convert=True, cache=None)
+    assert list(res.status) == ["ok", "error", "error"]
+    assert res.frame["error_type"].tolist()[1:] == ["InvalidText", "TypeError"]
+    assert "lone surrogate" in res.frame["error"].iloc[1]
+    assert "no text for you" in res.frame["error"].iloc[2]
+    images = deapi_ds.generate_images(["a fox", "x\udfff"], cache=None)
+    assert images.frame["status"].tolist() == ["ok", "error"]
+    assert "lone surrogate" in images.frame["error"].iloc[1]
+    with pytest.raises(deapi_ds.InvalidParameterError, match=r"Row 1 .*lone surrogate"):
+        deapi_ds.speak(["Hello.", "bad \ud800"])
+    assert emulator.stats("audio.speech")["requests"] == 0

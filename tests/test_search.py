@@ -289,7 +289,7 @@ def test_search_where_filters(docs):
     assert set(by_callable["row"]) == {"d7", "d0"}
     partial = pd.Series([True], index=["d0"])  # rows it does not mention are excluded
     assert index.search("cat", k=10, where=partial)["row"].tolist() == ["d0"]
-    assert search("cat", index, k=10, where="year == @year")["row"].tolist() != []
+    assert search(index, "cat", k=10, where="year == @year")["row"].tolist() != []
 
     with pytest.raises(InvalidParameterError, match="could not be evaluated.*Available columns"):
         index.search("cat", where="nope > 1")
@@ -368,12 +368,15 @@ def test_search_function_forms(docs):
     frame, vectors = docs
     df = frame.copy()
     df["embedding"] = list(vectors)
-    a = search("dog", df, k=2, embed=fake_embed)
-    b = search("dog", frame, vectors=vectors, k=2, embed=fake_embed)
-    c = search("dog", SearchIndex(frame, vectors), k=2, embed=fake_embed)
+    a = search(df, "dog", k=2, embed=fake_embed)
+    b = search(frame, "dog", vectors=vectors, k=2, embed=fake_embed)
+    c = search(SearchIndex(frame, vectors), "dog", k=2, embed=fake_embed)
     assert a["row"].tolist() == b["row"].tolist() == c["row"].tolist() == ["d1", "d7"]
+    with pytest.warns(DeprecationWarning, match=r"search\(data, queries"):
+        old = search("dog", df, k=2, embed=fake_embed)  # the order before 0.1.0
+    assert old["row"].tolist() == ["d1", "d7"]
     with pytest.raises(InvalidParameterError, match="DataFrame or a SearchIndex"):
-        search("dog", [1, 2, 3])
+        search([1, 2, 3], "dog")
 
 
 def test_widget_shows_static_results(docs):

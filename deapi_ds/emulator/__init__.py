@@ -66,10 +66,14 @@ Faults and rate limits
   without an answer: httpx raises ``RemoteProtocolError``), ``"truncate"`` (half the body with
   the full Content-Length), ``"shuffle"`` / ``"short"`` / ``"wrongdim"`` (embeddings: items out
   of order with correct ``index`` fields, the last item(s) missing, vectors of the wrong
-  length), ``None`` (answer normally), or a :class:`Fault`. A bare 429 carries no Retry-After;
-  ``Fault(status=429, retry_after="3")`` does.
+  length), ``"nan_vectors"`` (embeddings: NaN, inf and null vectors at indexes 0-2),
+  ``"trickle"`` (the body one byte per second), ``"gzip_bomb"`` (2 MB of gzip that inflates to
+  2 GiB), ``None`` (answer normally), or a :class:`Fault`. A bare 429 carries no Retry-After;
+  ``Fault(status=429, retry_after="3")`` does (``"inf"`` or ``"86400"`` for an endless one).
+  ``deapi_ds.emulator._faults`` documents each kind.
 * After the script: ``error_rate`` (seeded, reproducible) answers ``error_status``.
-* ``shuffle_index``, ``drop_items``, ``wrong_dimension``: applied to every embeddings answer.
+* ``shuffle_index``, ``drop_items``, ``wrong_dimension``, ``nan_vectors``: applied to every
+  embeddings answer.
 * ``latency``: seconds, or a (low, high) range drawn from the seeded RNG; slept by the
   transport (``anyio.sleep`` when async) and the server, never by ``handle``.
 
@@ -80,6 +84,9 @@ Stats
 ``inputs``, ``tokens``, ``images``, ``characters``, ``audio_seconds``, ``bytes`` (transcription
 uploads), ``videos`` and ``video_seconds`` (when a job completes). ``emu.history`` lists recent
 requests; ``emu.reset_stats()`` zeroes everything.
+
+Lifetime: ``emu.close()`` (or ``with Emulator() as emu:``) runs the callbacks registered
+with ``emu.on_close(...)``; ``deapi_ds.use_emulator()`` registers its undo there.
 
 deAPI's native v2 API
 ---------------------

@@ -19,15 +19,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from . import _models as M
-from ._faults import Decision, EndpointConfig, Fault, validate_script
-from ._multipart import MultipartError, Part, parse_multipart
+from ._faults import (
+    GZIP_BOMB_SIZE,
+    TRICKLE_INTERVAL,
+    EndpointConfig,
+    Fault,
+    gzip_bomb,
+    validate_script,
+)
+from ._http import (
+    EmulatorResponse,
+    _ApiError,
+    _bad,
+    _json_result,
+    _Request,
+    _Result,
+)
 
 __all__ = ["ENDPOINTS", "Emulator", "EmulatorResponse"]
 
@@ -84,144 +98,6 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 _VIDEO_POLL_AFTER_MS = "20"
 _VIDEO_ASSET_TTL = 24 * 3600
-
-
-@dataclass
-class EmulatorResponse:
-    """One answer of the emulator.
-
-    ``headers`` never contain Content-Length (the adapters add it). ``latency`` is the delay
-    (seconds) the adapter sleeps before answering; ``action`` is None, ``"drop"`` (close the
-    connection without answering) or ``"truncate"`` (send half of ``body`` with the full
-    Content-Length, then close).
-    """
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    endpoint: str | None = None
-    latency: float = 0.0
-    action: str | None = None
-
-    def json(self) -> Any:
-        """Decode the body as JSON."""
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-
-class _ApiError(Exception):
-    """An error answer: status, OpenAI-envelope fields and extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str | None = None,  # noqa: A002 - the envelope's field name
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type or _error_type(status)
-        self.headers = dict(headers or {})
-
-
-def _error_type(status: int) -> str:
-    if status == 429:
-        return "requests"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
-
-
-def _bad(message: str, param: str | None = None, code: str | None = None) -> _ApiError:
-    return _ApiError(400, message, param=param, code=code)
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-    decision: Decision = field(default_factory=Decision)
-    _form: list[Part] | None = None
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "")
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self.headers.get('host', 'localhost')}"
-
-    def json(self) -> dict[str, Any]:
-        if not self.body.strip():
-            raise _bad(
-                "The request body is empty: send a JSON object (Content-Type: application/json)."
-            )
-        try:
-            data = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _bad(
-                "We could not parse the JSON body of your request. (HINT: This likely means you "
-                "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
-                f"but what was sent was not valid JSON: {exc})"
-            ) from None
-        if not isinstance(data, dict):
-            raise _bad(f"The JSON body must be an object, got {type(data).__name__}.")
-        return data
-
-    def form(self) -> list[Part]:
-        if self._form is None:
-            try:
-                self._form = parse_multipart(self.body, self.content_type)
-            except MultipartError as exc:
-                raise _bad(str(exc)) from None
-        return self._form
-
-    def is_multipart(self) -> bool:
-        return self.content_type.lower().startswith("multipart/")
-
-    def fields(self) -> dict[str, Any]:
-        """Text fields of a multipart form (last value wins; ``[]`` names become lists)."""
-        out: dict[str, Any] = {}
-        for part in self.form():
-            if part.filename is not None:
-                continue
-            if part.name.endswith("[]"):
-                out.setdefault(part.name[:-2], []).append(part.text)
-            else:
-                out[part.name] = part.text
-        return out
-
-    def files(self, *names: str) -> list[Part]:
-        return [p for p in self.form() if p.name in names]
-
-
-@dataclass
-class _Result:
-    status: int
-    body: bytes
-    content_type: str
-    headers: dict[str, str] = field(default_factory=dict)
-    billing: dict[str, float] = field(default_factory=dict)
-
-
-def _json_result(obj: Any, status: int = 200, **billing: float) -> _Result:
-    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return _Result(status, body, "application/json", billing=dict(billing))
 
 
 @dataclass
@@ -363,6 +239,7 @@ class Emulator:
         self._counter = 0
         #: The last 10,000 requests: dicts with endpoint, method, path, status and billing.
         self.history: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self._on_close: list[Callable[[], Any]] = []
         self._routes: list[tuple[str, re.Pattern[str], str, Callable[[_Request], _Result]]] = [
             ("GET", re.compile(r"/v1/models"), "models", self._list_models),
             ("GET", re.compile(r"/v1/models/(?P<model>[^/]+)"), "models", self._get_model),
@@ -448,6 +325,30 @@ class Emulator:
             f"<Emulator ({key}), {int(sum(s['requests'] for s in self._stats.values()))} requests>"
         )
 
+    # ------------------------------------------------------------------ lifetime
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` when :meth:`close` is called (last registered, first run).
+
+        Whoever wires the emulator in (``deapi_ds.use_emulator()``) registers its undo here,
+        so that ``emu.close()`` and ``with ... as emu:`` put everything back.
+        """
+        with self._lock:
+            self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Run the :meth:`on_close` callbacks once (idempotent); the emulator itself stays usable."""
+        with self._lock:
+            callbacks, self._on_close = self._on_close[::-1], []
+        for callback in callbacks:
+            callback()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ configuration
 
     def configure(
@@ -462,6 +363,7 @@ class Emulator:
         shuffle_index: bool = _UNSET,
         drop_items: int = _UNSET,
         wrong_dimension: int | None = _UNSET,
+        nan_vectors: bool = _UNSET,
         seed: int = _UNSET,
     ) -> Emulator:
         """Set rate limits and faults for one endpoint key (or ``"*"`` = every endpoint).
@@ -505,6 +407,8 @@ class Emulator:
                     f"wrong_dimension must be a positive int or None. Got {wrong_dimension!r}."
                 )
             changes["wrong_dimension"] = wrong_dimension
+        if nan_vectors is not _UNSET:
+            changes["nan_vectors"] = bool(nan_vectors)
         if seed is not _UNSET:
             changes["seed"] = int(seed)
         with self._lock:
@@ -688,6 +592,12 @@ class Emulator:
                         self._stats[endpoint][key] += value
         if fault is not None and fault.kind == "truncate":
             response.action = "truncate"
+        elif fault is not None and fault.kind == "trickle":
+            response.action = "trickle"
+            response.interval = float(fault.interval or TRICKLE_INTERVAL)
+        elif fault is not None and fault.kind == "gzip_bomb" and 200 <= response.status < 300:
+            response.body = gzip_bomb(int(fault.size or GZIP_BOMB_SIZE))
+            response.headers["Content-Encoding"] = "gzip"
         return self._finish(req, endpoint, request_id, response)
 
     def _finish(
@@ -947,16 +857,26 @@ class Emulator:
             if permuted == order:
                 permuted = order[1:] + order[:1]
             order = permuted
+        nulls: set[int] = set()
+        if decision.nan_vectors:  # index 0: NaN, 1: +inf, 2: null (see _faults)
+            matrix = matrix.copy()
+            for i, bad in enumerate((np.nan, np.inf)[: len(texts)]):
+                matrix[i, 0] = bad
+            nulls = {2} if len(texts) > 2 else set()
         if encoding == "base64":
             little = matrix.astype("<f4", copy=False)
             items = [
                 {"object": "embedding", "index": i, "embedding": _b64(little[i])} for i in order
             ]
         else:
-            rounded = np.round(matrix.astype(np.float64), 9)
+            with np.errstate(invalid="ignore"):
+                rounded = np.round(matrix.astype(np.float64), 9)
             items = [
                 {"object": "embedding", "index": i, "embedding": rounded[i].tolist()} for i in order
             ]
+        for item in items:
+            if item["index"] in nulls:
+                item["embedding"] = None
         payload = {
             "object": "list",
             "data": items,

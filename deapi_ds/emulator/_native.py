@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._app import _ApiError, _json_result, _Request, _Result
+from ._http import _ApiError, _json_result, _Request, _Result
 
 __all__ = [
     "BASIC_LIMITS",

@@ -84,7 +84,13 @@ class _Handler(BaseHTTPRequestHandler):
         payload = response.body
         if response.action == "truncate":
             payload = payload[: len(payload) // 2]
-        if self.command != "HEAD":
+        if self.command != "HEAD" and response.action == "trickle":
+            for i in range(len(payload)):  # the client hanging up ends the loop (BrokenPipe)
+                if i:
+                    time.sleep(response.interval)
+                self.wfile.write(payload[i : i + 1])
+                self.wfile.flush()
+        elif self.command != "HEAD":
             self.wfile.write(payload)
         self.wfile.flush()
         if response.action == "truncate":

@@ -5,7 +5,8 @@ so one object serves ``httpx.Client`` and ``httpx.AsyncClient``. It carries out 
 emulator decided: it sleeps the latency (``time.sleep`` / ``anyio.sleep``), raises
 ``httpx.RemoteProtocolError`` for a dropped connection, and for a truncated answer returns a
 response whose body stream raises ``httpx.RemoteProtocolError`` after half of the bytes, as
-httpx reports a peer that closes before Content-Length bytes arrived.
+httpx reports a peer that closes before Content-Length bytes arrived, and for a trickled
+answer yields the body one byte per ``interval`` seconds.
 
 >>> import httpx
 >>> from deapi_ds.emulator import Emulator
@@ -53,6 +54,28 @@ class _TruncatedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         raise self._error()
 
 
+class _TrickleStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """Yields the body one byte every ``interval`` seconds (the ``"trickle"`` fault)."""
+
+    def __init__(self, body: bytes, interval: float) -> None:
+        self._body = body
+        self._interval = interval
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i in range(len(self._body)):
+            if i:
+                time.sleep(self._interval)
+            yield self._body[i : i + 1]
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        import anyio
+
+        for i in range(len(self._body)):
+            if i:
+                await anyio.sleep(self._interval)
+            yield self._body[i : i + 1]
+
+
 class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An httpx transport backed by an emulator (see the module docstring)."""
 
@@ -81,8 +104,20 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 stream=_TruncatedStream(response.body),
                 request=request,
             )
+        if response.action == "trickle":
+            return httpx.Response(
+                response.status,
+                headers=headers,
+                stream=_TrickleStream(response.body, response.interval),
+                request=request,
+            )
+        # a stream, not content=...: httpx would decode content=... at once (a gzip bomb
+        # would expand here, in the emulator, instead of in the client under test)
         return httpx.Response(
-            response.status, headers=headers, content=response.body, request=request
+            response.status,
+            headers=headers,
+            stream=httpx.ByteStream(response.body),
+            request=request,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
