@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for re
         estimate_generate_images,
         generate_images,
     )
-    from .ocr import OCRResult, aestimate_ocr, aocr, estimate_ocr, ocr
+    from ._ocr import OCRResult, aestimate_ocr, aocr, estimate_ocr, ocr
     from .search import SearchIndex, chunk, cluster, evaluate, near_duplicates, top_k
     from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
     from .testing import emulated
@@ -128,7 +128,7 @@ _LAZY_MODULES = {
         "estimate_generate_images",
         "generate_images",
     ],
-    "ocr": ["OCRResult", "aestimate_ocr", "aocr", "estimate_ocr", "ocr"],
+    "_ocr": ["OCRResult", "aestimate_ocr", "aocr", "estimate_ocr", "ocr"],
     "transforms": [
         "aestimate_remove_background",
         "aestimate_upscale",

@@ -1,6 +1,6 @@
 """Images in, native jobs out: what OCR, background removal and upscaling share.
 
-Three pieces, each used by :mod:`deapi_ds.ocr` and :mod:`deapi_ds.transforms`:
+Three pieces, each used by :mod:`deapi_ds._ocr` (``ocr``) and :mod:`deapi_ds.transforms`:
 
 - **inputs** (:func:`image_values`, :func:`prepare_images`): a folder (walked with
   :func:`deapi_ds._files.walk_folder`: sorted, hidden files skipped, symbolic-link loops safe),

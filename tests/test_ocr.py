@@ -14,8 +14,8 @@ from PIL import Image
 import deapi_ds
 from deapi_ds import _image_jobs, _jobs
 from deapi_ds._native import NativeClient, background_removal_request
+from deapi_ds._ocr import OCR_BASE_USD, OCR_PIXEL_USD, ocr_price
 from deapi_ds.emulator import read_text, render_text_image
-from deapi_ds.ocr import OCR_BASE_USD, OCR_PIXEL_USD, ocr_price
 
 DOCS = {
     "invoice.png": "INVOICE 2041\nTotal due: 118.40 EUR\nPay by 2026-01-31",

@@ -51,8 +51,8 @@ def test_remove_background_gives_transparent_pngs_with_the_input_kept(emu, tmp_p
     assert isinstance(ok, ImageResult) and len(ok) == 1
     assert "red.png" in ok.grid().html
     saved = res.save(tmp_path / "out")
-    assert saved["path"].iloc[0].endswith(".png") and "red-png" in saved["path"].iloc[0]
-    assert pd.isna(saved["path"].iloc[1])
+    assert saved.iloc[0].endswith(".png") and "red-png" in saved.iloc[0]
+    assert pd.isna(saved.iloc[1])
 
 
 def test_upscale_is_4x_cached_and_paid_once(emu):

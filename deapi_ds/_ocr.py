@@ -104,9 +104,11 @@ class OCRResult(ResultFrame):
         super().__init__(frame, meta=meta)
         self.blocks = _empty_blocks() if blocks is None else blocks
 
-    def _with_frame(self, frame: pd.DataFrame) -> OCRResult:
-        blocks = self.blocks[self.blocks["row"].isin(frame.index)] if len(self.blocks) else None
-        return OCRResult(frame, blocks=blocks, meta=self.meta)
+    def _take(self, positions: Any) -> OCRResult:
+        new = self._subset(positions)
+        if len(self.blocks):  # the blocks of the rows kept
+            new.blocks = self.blocks[self.blocks["row"].isin(new.frame.index)]
+        return new
 
     @property
     def texts(self) -> pd.Series:
