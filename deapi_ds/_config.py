@@ -429,9 +429,9 @@ class Settings:
     key_source: str | None = None
     #: The API's base URL (deAPI's OpenAI-compatible gateway by default).
     base_url: str = DEFAULT_BASE_URL
-    #: Where results are cached (a folder, or an fsspec URL such as ``s3://bucket/x``).
     #: deAPI's native v2 API (jobs: diarized transcription, OCR, image transforms).
     native_base_url: str = DEFAULT_NATIVE_BASE_URL
+    #: Where results are cached (a folder, or an fsspec URL such as ``s3://bucket/x``).
     cache_dir: str = "~/.cache/deapi_ds"
     #: Whether task functions use the result cache by default.
     cache_enabled: bool = True

@@ -24,6 +24,7 @@ PAIRS = sorted(
 
 def test_pairs_are_all_found():
     assert [p[0] for p in PAIRS] == [
+        "balance",
         "edit_images",
         "embed",
         "estimate_edit_images",
@@ -35,6 +36,7 @@ def test_pairs_are_all_found():
         "generate_images",
         "generate_video",
         "models",
+        "quote",
         "speak",
         "transcribe",
         "transcribe_folder",

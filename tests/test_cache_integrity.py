@@ -127,7 +127,8 @@ def test_embed_rerun_after_corruption_recomputes_the_same_vectors(tmp_path, emul
 
     texts = [f"document {i}: the parcel arrived on time" for i in range(120)]
     folder = tmp_path / "c"
-    first = deapi_ds.embed(texts, cache=str(folder), max_inputs=40)
+    with deapi_ds.config_context(max_concurrency=1):  # one batch at a time: a file per batch
+        first = deapi_ds.embed(texts, cache=str(folder), max_inputs=40)
     assert set(first.status) == {"ok"}
     files = sorted(folder.rglob("part-*.parquet"))
     assert len(files) == 3
