@@ -13,7 +13,9 @@ the result is an :class:`OCRResult` with one row per input, always.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -33,9 +35,9 @@ from ._image_jobs import (
 )
 from ._jobs import JobOutcome
 from ._native import NativeRequest, ocr_request, result_json
-from ._pipeline import CACHED, Progress, check_outcome, quota_fields, run_task
+from ._pipeline import CACHED, Progress, check_outcome, is_missing, quota_fields, run_task
 from ._profiles import get_profile
-from ._result import STATUS_DTYPE, ResultFrame, error_columns, frame_html
+from ._result import STATUS_DTYPE, ResultFrame, error_columns, frame_html, write_media
 from ._tasks import syncify
 
 __all__ = [
@@ -109,6 +111,35 @@ class OCRResult(ResultFrame):
         if len(self.blocks):  # the blocks of the rows kept
             new.blocks = self.blocks[self.blocks["row"].isin(new.frame.index)]
         return new
+
+    def save(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> pd.Series:
+        """Write each row's text to ``folder`` as a UTF-8 ``.txt`` file; return the paths.
+
+        Names are ``<row number>_<source name>.txt`` (letters and digits only), so they sort
+        in the frame's order and never collide; rows without text get NA. A file that already
+        holds the same text is kept; one holding something else is replaced only with
+        ``overwrite=True`` (else FileExistsError). Returns a string Series named ``path``,
+        indexed like this result.
+
+        >>> scans.save("texts").iloc[0]  # doctest: +SKIP
+        'texts/000_invoice-2041-png.txt'
+        """
+        from .images import safe_filename
+
+        root = Path(os.fspath(folder)).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        width = max(3, len(str(max(len(self.frame) - 1, 0))))
+        paths: list[Any] = []
+        for i, (source, text, status) in enumerate(
+            zip(self.frame["source"], self.frame["text"], self.frame["status"], strict=True)
+        ):
+            if status not in ("ok", "cached") or is_missing(text):
+                paths.append(pd.NA)
+                continue
+            path = root / f"{i:0{width}d}_{safe_filename(source, 60, default='image')}.txt"
+            write_media(path, str(text).encode("utf-8"), overwrite=overwrite)
+            paths.append(str(path))
+        return pd.Series(paths, index=self.frame.index, name="path", dtype=STATUS_DTYPE)
 
     @property
     def texts(self) -> pd.Series:

@@ -61,6 +61,10 @@ def test_folder_text_comes_back_exactly_in_sorted_order(emu, scans):
     assert emu.native.submitted() == 3
     html = res._repr_mimebundle_()["text/html"]
     assert html.count("<img") == 3  # a thumbnail per row
+    paths = res.save(scans.parent / "texts")
+    assert [os.path.basename(p) for p in paths] == [
+        "000_invoice-png.txt", "001_letter-png.txt", "002_notes-todo-png.txt"]  # fmt: skip
+    assert open(paths.iloc[0], encoding="utf-8").read() == DOCS["invoice.png"]
 
 
 def test_every_kind_of_input_and_index_kept(emu, scans, tmp_path):
