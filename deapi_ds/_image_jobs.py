@@ -35,10 +35,10 @@ import pyarrow as pa
 
 from . import _files
 from ._cache import make_key
-from ._exceptions import InvalidParameterError, JobFailedError
+from ._exceptions import InvalidParameterError
 from ._jobs import JobItem, JobOutcome, JobRunner, NativeBackend
 from ._native import AsyncNativeClient, NativeClient, NativeRequest, shared_native_client
-from ._pipeline import Answer, Task, as_series, is_missing
+from ._pipeline import CACHED, Answer, Task, as_series, is_missing
 from ._result import open_image
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "MIN_SIDE",
     "ImageInput",
     "ImageJobTask",
+    "RowOutcome",
     "check_max_side",
     "image_values",
     "prepare_images",
@@ -421,6 +422,18 @@ def resolve_native(client: Any) -> AsyncNativeClient:
 # the task
 
 
+@dataclasses.dataclass
+class RowOutcome:
+    """What became of one input row: ``status`` (ok, cached, empty, error, quota), the unit's
+    ``value`` (the task's cache columns) or ``error_type``/``error``, and the ``job_id``."""
+
+    status: str
+    value: dict[str, Any] | None
+    error_type: str | None
+    error: str | None
+    job_id: str | None = None
+
+
 class ImageJobTask(Task):
     """One native image job per distinct image on the pipeline (see the module docstring).
 
@@ -463,6 +476,28 @@ class ImageJobTask(Task):
             [("key", pa.string()), ("job_id", pa.string()), ("done", pa.bool_()),
              *self.value_schema]
         )  # fmt: skip
+
+    def rows(self, items: list[ImageInput], outcome: Any) -> list[tuple[ImageInput, RowOutcome]]:
+        """Each input row with its outcome after :func:`~deapi_ds._pipeline.run_task`: the
+        result of its unit (shared by duplicates), or why it has none."""
+        unit_of = {g[0].key: uid for uid, g in enumerate(self.groups)}
+        out = []
+        for item in items:
+            uid = unit_of.get(item.key) if item.key else None
+            if uid is None:  # never sent: empty, or refused before spending
+                out.append((item, RowOutcome(item.status, None, item.error_type, item.error)))
+                continue
+            row = RowOutcome("error", None, "Cancelled", "not sent: the run stopped",
+                             self.job_ids.get(uid))  # fmt: skip
+            if uid in self.values:
+                row.value = self.values[uid]
+                row.status = "cached" if int(outcome.status[uid]) == CACHED else "ok"
+                row.error_type = row.error = None
+            elif uid in outcome.errors:
+                row.error_type, row.error = outcome.error_of(uid)
+                row.status = "quota" if row.error_type == "QuotaExceededError" else "error"
+            out.append((item, row))
+        return out
 
     # what a subclass supplies ------------------------------------------------------------------
     def request(self, data: bytes, filename: str) -> NativeRequest:
@@ -515,15 +550,7 @@ class ImageJobTask(Task):
         )
         if outcome.job_id:
             self.job_ids[uid] = outcome.job_id
-        if not outcome.ok:
-            raise JobFailedError(
-                outcome.error or "The job failed.",
-                job_id=outcome.job_id,
-                code=outcome.error_code,
-                reason=outcome.error_reason,
-                retryable=outcome.retryable,
-                refunded=outcome.refunded,
-            )
+        outcome.raise_for_failure(f"The {self.func} job failed.")
         return Answer(ids, [self.read(outcome, lead)])
 
     def accept(self, ids: np.ndarray, value: list[dict[str, Any]]) -> None:

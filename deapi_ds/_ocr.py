@@ -35,7 +35,7 @@ from ._image_jobs import (
 )
 from ._jobs import JobOutcome
 from ._native import NativeRequest, ocr_request, result_json
-from ._pipeline import CACHED, Progress, check_outcome, is_missing, quota_fields, run_task
+from ._pipeline import Progress, check_outcome, is_missing, quota_fields, run_task
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE, ResultFrame, error_columns, frame_html, write_media
 from ._tasks import syncify
@@ -363,10 +363,6 @@ async def aocr(
     return check_outcome(result, func=func)
 
 
-def _unit_of(task: ImageJobTask) -> dict[str, int]:
-    return {g[0].key: uid for uid, g in enumerate(task.groups)}  # type: ignore[misc]
-
-
 def _assemble(
     items: list[ImageInput],
     index: pd.Index,
@@ -377,34 +373,20 @@ def _assemble(
     language: str | None,
     meta: dict[str, Any],
 ) -> OCRResult:
-    unit_of = _unit_of(task)
     records, blocks = [], []
-    for item in items:
+    for item, row in task.rows(items, outcome):
+        value = row.value or {}
         rec: dict[str, Any] = {
-            "source": item.source, "image": item.image, "text": None, "language": None,
+            "source": item.source, "image": item.image, "text": value.get("text"),
+            "language": value.get("language") or (language if row.value else None),
             "width": item.width, "height": item.height, "upload_width": item.upload_width,
-            "upload_height": item.upload_height, "pixels": item.pixels, "status": item.status,
-            "error_type": item.error_type, "error": item.error, "cached": False, "job_id": None,
+            "upload_height": item.upload_height, "status": row.status,
+            "pixels": item.pixels if row.value else None,  # failed jobs are refunded
+            "error_type": row.error_type, "error": row.error, "cached": row.status == "cached",
+            "job_id": row.job_id,
         }  # fmt: skip
-        uid = unit_of.get(item.key) if item.key else None
-        if uid is not None:
-            code = int(outcome.status[uid])
-            rec["job_id"] = task.job_ids.get(uid)
-            value = task.values.get(uid)
-            if value is not None:
-                rec.update(text=value["text"], language=value["language"] or language)
-                rec["status"] = "cached" if code == CACHED else "ok"
-                rec["cached"] = code == CACHED
-                if format == "json" and value.get("structured"):
-                    blocks += _block_rows(item.label, item.source, json.loads(value["structured"]))
-            elif uid in outcome.errors:
-                rec["error_type"], rec["error"] = outcome.error_of(uid)
-                rec["status"] = "quota" if rec["error_type"] == "QuotaExceededError" else "error"
-            else:
-                rec["status"], rec["error_type"] = "error", "Cancelled"
-                rec["error"] = "not read: the run stopped"
-        if rec["status"] not in ("ok", "cached"):
-            rec["pixels"] = None  # billed: nothing (failed jobs are refunded)
+        if format == "json" and value.get("structured"):
+            blocks += _block_rows(item.label, item.source, json.loads(value["structured"]))
         records.append(rec)
     frame = pd.DataFrame.from_records(records, columns=_COLUMNS, index=index)
     frame["image"] = frame["image"].astype(object)

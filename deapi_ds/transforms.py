@@ -34,7 +34,7 @@ from ._image_jobs import (
 )
 from ._jobs import JobOutcome
 from ._native import NativeRequest, background_removal_request, upscale_request
-from ._pipeline import CACHED, Progress, check_outcome, quota_fields, run_task
+from ._pipeline import Progress, check_outcome, quota_fields, run_task
 from ._profiles import get_profile
 from ._result import STATUS_DTYPE
 from ._tasks import syncify
@@ -151,33 +151,19 @@ def _assemble(
     items: list[ImageInput], index: pd.Index, task: _TransformTask, outcome: Any, model: str,
     meta: dict[str, Any],
 ) -> ImageResult:  # fmt: skip
-    unit_of = {g[0].key: uid for uid, g in enumerate(task.groups)}
     folder = meta.get("source") == "folder"
     records = []
-    for item in items:
+    for item, row in task.rows(items, outcome):
+        value = row.value or {}
+        width, height = value.get("width"), value.get("height")
         rec: dict[str, Any] = {
             "row": item.label, "prompt": None, "input": _input_name(item, folder), "model": model,
-            "size": None, "seed": None, "n_index": 0, "image": None, "width": None,
-            "height": None, "status": item.status, "error_type": item.error_type,
-            "error": item.error, "cached": False, "input_image": item.image,
-            "input_width": item.width, "input_height": item.height, "job_id": None,
+            "size": f"{width}x{height}" if row.value else None, "seed": None, "n_index": 0,
+            "image": value.get("image"), "width": width, "height": height, "status": row.status,
+            "error_type": row.error_type, "error": row.error, "cached": row.status == "cached",
+            "input_image": item.image, "input_width": item.width, "input_height": item.height,
+            "job_id": row.job_id,
         }  # fmt: skip
-        uid = unit_of.get(item.key) if item.key else None
-        if uid is not None:
-            code = int(outcome.status[uid])
-            value = task.values.get(uid)
-            rec["job_id"] = task.job_ids.get(uid)
-            if value is not None:
-                rec.update(image=value["image"], width=value["width"], height=value["height"])
-                rec["size"] = f"{value['width']}x{value['height']}"
-                rec["status"] = "cached" if code == CACHED else "ok"
-                rec["cached"] = code == CACHED
-            elif uid in outcome.errors:
-                rec["error_type"], rec["error"] = outcome.error_of(uid)
-                rec["status"] = "quota" if rec["error_type"] == "QuotaExceededError" else "error"
-            else:
-                rec["status"], rec["error_type"] = "error", "Cancelled"
-                rec["error"] = "not sent: the run stopped"
         records.append(rec)
     frame = pd.DataFrame.from_records(records, columns=_COLUMNS)
     frame.index = index
