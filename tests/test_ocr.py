@@ -283,3 +283,13 @@ def test_emulator_image_endpoints_keep_basic_limits_and_bill_pixels(path, model,
             now[0] += 61  # job status reads: 50 per minute
         assert http.get(f"/jobs/{job}").json()["data"]["status"] == "done"  # done: billed
     assert emu.stats("v2" + path.replace("/", "."))["pixels"] == per_day * 96 * 64
+
+
+def test_basic_daily_quota_stops_at_50_and_the_rest_waits_with_status_quota(emu):
+    deapi_ds.set_config(tier="basic", rpm={"v2.images.ocr": 10_000, "v2.jobs": 10_000})
+    pages = [render_text_image(f"page {i}", scale=1) for i in range(52)]
+    res = deapi_ds.ocr(pages, progress=False)
+    assert res["status"].value_counts().to_dict() == {"ok": 50, "quota": 2}
+    assert emu.native.submitted() == 50  # nothing sent past the day's 50
+    assert "resets at" in res.loc[res["status"] == "quota", "error"].iloc[0]
+    assert res.loc[res["status"] == "ok", "text"].str.startswith("page ").all()
