@@ -256,7 +256,7 @@ def _read(value: Any) -> tuple[str | None, bytes]:
     )
 
 
-def _inspect(item: ImageInput, value: Any, max_side: int | None, keep: bool) -> None:
+def _inspect(item: ImageInput, value: Any, max_side: int | None) -> None:
     """Read, check and size one row (in a worker thread). Failures stay on the row."""
     from PIL import Image, UnidentifiedImageError
 
@@ -309,7 +309,7 @@ def _inspect(item: ImageInput, value: Any, max_side: int | None, keep: bool) -> 
             "JPEG first."
         )
         return
-    if not keep and item.path is not None:
+    if item.path is not None:
         item.data = None  # read again when it is sent: a folder is never held in memory
 
 
@@ -349,9 +349,7 @@ async def prepare_images(
                     item.fail(f"{item.source}: the download failed ({exc}).", type(exc).__name__)
                     return
                 item.image = item.data
-            await anyio.to_thread.run_sync(
-                _inspect, item, value, max_side, item.path is None and item.url is not None
-            )
+            await anyio.to_thread.run_sync(_inspect, item, value, max_side)
             if item.image is None and item.data is not None and item.status == "pending":
                 item.image = item.data
 
