@@ -521,10 +521,12 @@ class _Run:
         if self.progress is not None:
             self.progress.cached(float(self.weights[self.status == CACHED].sum()))
 
-    def take_cached(self, ids: np.ndarray) -> np.ndarray:
-        """Look ``ids`` up; accepted ones become CACHED. Returns the ids still to send."""
+    def take_cached(self, ids: np.ndarray, table: Any = False) -> np.ndarray:
+        """Look ``ids`` up (or take ``table``, looked up already); accepted ones become CACHED.
+        Returns the ids still to send."""
         keys = [self.keys[i] for i in ids]
-        table = _lookup(self.store, self.task, keys, ids)
+        if table is False:
+            table = _lookup(self.store, self.task, keys, ids)
         if table is None:
             return ids
         pos = {k: int(i) for k, i in zip(keys, ids, strict=True)}
@@ -541,7 +543,7 @@ class _Run:
         # claim had written its results before, so whatever another notebook, process or Dask
         # worker paid for since our lookup is read here instead of paid for twice; keys
         # another live process holds are waited for.
-        claim = self._claim(ids)
+        claim = await anyio.to_thread.run_sync(self._claim, ids) if self.real_cache else None
         try:
             for _ in range(3):
                 if claim is None or claim.mine.all():
@@ -551,13 +553,19 @@ class _Run:
                     break
             if self.real_cache and len(ids):
                 before = ids
-                ids = self.take_cached(ids)
+                ids = self.take_cached(ids, await self._lookup_off_loop(ids))
                 self._advance_cached(before, ids)
             if len(ids):
                 await self._ask(ids)
         finally:
             if claim is not None:
                 claim.release()
+
+    async def _lookup_off_loop(self, ids: np.ndarray) -> pa.Table | None:
+        """The cache lookup of a batch in a worker thread: a write in progress (in its own
+        thread) must not hold up the event loop and with it every other batch."""
+        keys = [self.keys[i] for i in ids]
+        return await anyio.to_thread.run_sync(_lookup, self.store, self.task, keys, ids)
 
     def _claim(self, ids: np.ndarray) -> Any:
         claim = getattr(self.store, "claim", None)
@@ -574,14 +582,14 @@ class _Run:
         await anyio.to_thread.run_sync(
             lambda: self.store.wait_released(task.name, task.model, keys, timeout=600.0)
         )
-        still = self.take_cached(others)
+        still = self.take_cached(others, await self._lookup_off_loop(others))
         self._advance_cached(others, still)
         mine = ids[claim.mine]
         if not len(still):
             return claim, mine, True  # the claim still holds ours
         claim.release()
         ids = np.sort(np.concatenate([mine, still]))
-        return self._claim(ids), ids, False
+        return await anyio.to_thread.run_sync(self._claim, ids), ids, False
 
     def _advance_cached(self, before: np.ndarray, after: np.ndarray) -> None:
         if self.progress is not None and len(after) < len(before):
