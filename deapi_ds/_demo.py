@@ -434,6 +434,44 @@ def make_images(folder: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
+#: Short documents "scanned" as PNG (file name, text): data/scans/ for the OCR examples.
+SCANS: list[tuple[str, str]] = [
+    ("invoice_2041.png",
+     "INVOICE 2041\nNorthwind Office Supply\n20 x printer paper A4   84.00\n"
+     "2 x toner cartridge     34.40\nTotal due: 118.40 EUR\nPlease pay by 31 January."),
+    ("rent_reminder.png",
+     "Dear tenant,\nthis is a friendly reminder that the\nrent for February is due on the "
+     "1st.\nLate payments incur a fee of 25 EUR.\nThe building management"),
+    ("meeting_notes.png",
+     "Meeting notes, 12 March\n- migrate the search index to the new\n  embedding model\n"
+     "- budget for GPU hours approved\n- next review in two weeks"),
+    ("recipe_card.png",
+     "Tomato soup\n6 ripe tomatoes, 1 onion, 2 garlic cloves\nSimmer for 20 minutes,\n"
+     "blend and season with basil."),
+    ("train_ticket.png",
+     "RAIL TICKET  Berlin -> Hamburg\nDeparture 08:14  Platform 7\nCoach 5  Seat 42\n"
+     "Valid only with photo ID."),
+    ("lab_report.png",
+     "Lab report: blood test\nVitamin D  low (18 ng/ml)\nIron       normal\n"
+     "Recommendation: more sunlight,\nsupplement for eight weeks."),
+]  # fmt: skip
+
+
+def make_scans(folder: str | os.PathLike[str]) -> list[Path]:
+    """Write the :data:`SCANS` documents as PNG "scans" (Pillow's bitmap font, drawn by the
+    emulator's :func:`~deapi_ds.emulator.render_text_image`, so its OCR reads them exactly)."""
+    from .emulator import render_text_image
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in SCANS:
+        path = root / name
+        path.write_bytes(render_text_image(text, scale=2, margin=12))
+        paths.append(path)
+    return paths
+
+
 def find_data_dir() -> Path | None:
     """``data/`` of the source checkout when it holds the corpus, else None."""
     return DATA_DIR if (DATA_DIR / "corpus.csv").is_file() else None

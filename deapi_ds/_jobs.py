@@ -35,6 +35,7 @@ from ._exceptions import (
     AuthenticationError,
     ConfigurationError,
     InvalidParameterError,
+    JobFailedError,
     ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
@@ -146,6 +147,18 @@ class JobOutcome:
     @property
     def ok(self) -> bool:
         return self.status == "done"
+
+    def raise_for_failure(self, default: str = "The job failed.") -> None:
+        """Raise :class:`~deapi_ds.JobFailedError` with deAPI's failure details unless done."""
+        if not self.ok:
+            raise JobFailedError(
+                self.error or default,
+                job_id=self.job_id,
+                code=self.error_code,
+                reason=self.error_reason,
+                retryable=self.retryable,
+                refunded=self.refunded,
+            )
 
 
 def check_polling(poll: Any, max_poll: Any, backoff: Any, timeout: Any, func: str) -> None:

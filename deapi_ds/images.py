@@ -170,6 +170,8 @@ class ImageGrid:
 def default_caption(record: Mapping[str, Any]) -> str:
     """``prompt`` on the first line, then ``seed · model`` (and size, image number)."""
     prompt = record.get("prompt")
+    if is_missing(prompt):  # transforms (remove_background, upscale): the input's name
+        prompt = record.get("input")
     prompt = "" if is_missing(prompt) else str(prompt)
     if len(prompt) > 120:
         prompt = prompt[:119] + "…"
@@ -410,7 +412,10 @@ def safe_filename(text: Any, max_length: int = 60, *, default: str = "image") ->
 
 
 def _file_stem(rec: Mapping[str, Any], max_length: int, multi_size: bool) -> str:
-    parts = [safe_filename(rec.get("prompt"), max_length)]
+    name = rec.get("prompt")
+    if is_missing(name):  # transforms: named after their input
+        name = rec.get("input")
+    parts = [safe_filename(name, max_length)]
     parts.append(safe_filename(rec.get("model"), 40, default="model"))
     seed = rec.get("seed")
     parts.append(f"s{int(seed)}" if not is_missing(seed) else "rnd")

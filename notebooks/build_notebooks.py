@@ -1,6 +1,6 @@
 """Write the example notebooks and execute them, so they are committed with their outputs.
 
-    python notebooks/build_notebooks.py             # all five
+    python notebooks/build_notebooks.py             # all of them
     python notebooks/build_notebooks.py 01 03       # some of them
     python notebooks/build_notebooks.py --no-run    # write without executing
 
@@ -680,6 +680,128 @@ print(path.name, path.stat().st_size > 0)
 """,
         check=True,
     ),
+]
+
+
+NOTEBOOKS["06_scans_to_search.ipynb"] = [
+    md("""
+# Scans to search
+
+Document images (scans, screenshots, photos of paper) become searchable text in three lines:
+`ocr` reads every image of a folder, `embed` turns the text into vectors, and a `SearchIndex`
+answers questions with the matching scan shown beside its text. Then: the structured output,
+paying only for the pixels that matter, and two image transforms (background removal and
+upscaling) with a before/after grid.
+
+Runs as is without a key, on deapi_ds's emulator of deAPI (its OCR reads text drawn in
+Pillow's bitmap font exactly, which is how `data/scans/` was made). Set `DEAPI_API_KEY` and
+restart the kernel to run the same cells on deAPI with your own scans.
+"""),
+    code(setup_cell("nb06")),
+    md("""
+## What would it cost?
+
+OCR is priced by input pixels: `estimate_ocr` reads the image headers (nothing is sent) and
+says how many requests, pixels and dollars the folder takes.
+"""),
+    code(
+        """
+folder = DATA / "scans"
+print(sorted(p.name for p in folder.iterdir()))
+est = deapi_ds.estimate_ocr(folder)
+print(est.requests, "requests,", f"{est.pixels:,} pixels,", f"${est.cost_usd:.4f}")
+""",
+        check=True,
+    ),
+    md("""
+## Scans to search in three lines
+
+One row per image, always: `source`, the `text`, `status` (a failed or unreadable image is a
+row with its error, never an exception), and the image itself, shown as a thumbnail.
+"""),
+    code(
+        """
+scans = deapi_ds.ocr(folder, progress=False)
+index = deapi_ds.embed(scans.frame, "text", progress=False).search_index(scans.frame)
+hits = scans.hits(index.search("when is the rent due?", k=3))
+print(hits.frame[["rank", "source", "score"]].round(3).to_string(index=False))
+""",
+        check=True,
+    ),
+    md("The hits show each matching scan beside its text:"),
+    code("hits"),
+    code(
+        """
+print(scans.frame.loc[0, "text"])
+print(scans[["source", "width", "height", "pixels", "status"]].to_string())
+""",
+        check=True,
+    ),
+    md("The whole result renders with a thumbnail per row:"),
+    code("scans"),
+    md("""
+## The structured output
+
+`format="json"` also returns the layout: `.blocks` has one row per block (here: per line) with
+its box in pixels, joined to the images by `row`.
+"""),
+    code(
+        """
+layout = deapi_ds.ocr(folder, format="json", progress=False)
+print(layout.blocks.head(7).to_string(index=False))
+""",
+        check=True,
+    ),
+    md("""
+## Pay for the pixels that matter
+
+A page scanned at 300 dpi is 2480 x 3508 px: 8.7 million pixels. `max_side` (default 2048)
+downsizes larger images before the upload (never enlarges them): 1448 x 2048 is still about
+175 dpi, where 10-pt text is some 24 px tall, and it costs a third.
+"""),
+    code(
+        """
+from PIL import Image
+
+page = Image.new("RGB", (2480, 3508), "white")  # an A4 page at 300 dpi
+default = deapi_ds.estimate_ocr([page])
+full = deapi_ds.estimate_ocr([page], max_side=None)
+print(f"max_side=2048: {default.pixels:,} px, ${default.cost_usd:.4f}")
+print(f"max_side=None: {full.pixels:,} px, ${full.cost_usd:.4f}")
+print(f"saved: {default.pixels_saved:,} px, ${default.saving_usd:.4f} per page")
+""",
+        check=True,
+    ),
+    md("""
+## Image transforms: background removal and upscaling
+
+Both return an `ImageResult` (grids, `.plot()`, `.save()`, row selections) that keeps each
+input beside its result; `before_after` shows them side by side.
+"""),
+    code(
+        """
+cut = deapi_ds.remove_background(DATA / "images", progress=False)
+print(cut[["input", "size", "status"]].to_string())
+""",
+        check=True,
+    ),
+    code("deapi_ds.before_after(cut)"),
+    code(
+        """
+big = deapi_ds.upscale(folder / "train_ticket.png", progress=False)
+print(big[["input", "input_width", "input_height", "width", "height", "status"]].to_string())
+""",
+        check=True,
+    ),
+    md("""
+## Next
+
+* `deapi_ds.ocr(df, "image_column")` reads a column of paths, URLs, bytes or arrays, keeping
+  the frame's index.
+* Reruns cost nothing (cached by image content); the ids of jobs in flight are cached the
+  moment they are accepted, so a crash mid-run costs no image twice.
+* Everything above runs unchanged on deAPI: set `DEAPI_API_KEY`.
+"""),
 ]
 
 

@@ -31,15 +31,21 @@ def test_pairs_are_all_found():
         "estimate_embed",
         "estimate_generate_images",
         "estimate_generate_video",
+        "estimate_ocr",
+        "estimate_remove_background",
         "estimate_transcribe",
         "estimate_transcribe_folder",
+        "estimate_upscale",
         "generate_images",
         "generate_video",
         "models",
+        "ocr",
         "quote",
+        "remove_background",
         "speak",
         "transcribe",
         "transcribe_folder",
+        "upscale",
     ]
 
 

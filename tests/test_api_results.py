@@ -113,7 +113,7 @@ def test_video_selection_keeps_jobs(emulator):
 
 # --- save() ----------------------------------------------------------------------------------
 
-SAVERS = [deapi_ds.ImageResult, deapi_ds.SpeechResult, deapi_ds.VideoJobs]
+SAVERS = [deapi_ds.ImageResult, deapi_ds.OCRResult, deapi_ds.SpeechResult, deapi_ds.VideoJobs]
 
 
 def test_every_result_with_media_has_save():

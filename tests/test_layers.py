@@ -44,6 +44,7 @@ RANKS: dict[str, int] = {
     "_pipeline": 14,
     "_catalog": 15,
     "account": 16,
+    "_image_jobs": 16,  # images in, native jobs out: shared by ocr and transforms
     "_native_transcription": 19,
     # task modules
     "embeddings": 20,
@@ -52,7 +53,7 @@ RANKS: dict[str, int] = {
     "video": 20,
     "search": 21,  # embeds text queries
     "transcription": 22,  # its semantic search goes through search
-    "ocr": 22,
+    "_ocr": 22,  # ocr(): the module cannot share the function's name (lazy public imports)
     "transforms": 22,
     "speakers": 23,
     # on top
@@ -65,7 +66,7 @@ RANKS: dict[str, int] = {
     "cache": 6,  # the public cache module: a thin view of _cache
     "emulator": -1,  # standalone: checked separately
 }
-TASK_MODULES = {"embeddings", "images", "speech", "video", "transcription", "ocr", "transforms"}
+TASK_MODULES = {"embeddings", "images", "speech", "video", "transcription", "_ocr", "transforms"}
 #: the display layer that task modules reach only through _pipeline (progress) and _result
 DISPLAY = {"display", "plotting"}
 

@@ -81,6 +81,7 @@ _COUNTERS: tuple[str, ...] = (
     "inputs",
     "tokens",
     "images",
+    "pixels",
     "characters",
     "audio_seconds",
     "bytes",
@@ -439,8 +440,8 @@ class Emulator:
 
         ``requests``, ``ok`` (2xx), ``errors``, ``rate_limited``, ``dropped``, ``truncated``,
         ``bytes_in`` (request bodies), and what would be billed, counted on successful
-        answers only: ``inputs`` and ``tokens`` (embeddings), ``images``, ``characters``
-        (speech), ``audio_seconds`` and ``bytes`` (transcription uploads), ``videos`` and
+        answers only: ``inputs`` and ``tokens`` (embeddings), ``images``, ``pixels`` (input
+        pixels of native image jobs), ``characters`` (speech), ``audio_seconds`` and ``bytes`` (transcription uploads), ``videos`` and
         ``video_seconds`` (counted under "videos" when a job completes). A truncated answer
         is billed: the server did the work even though the client could not read it.
 

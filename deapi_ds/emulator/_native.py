@@ -924,7 +924,7 @@ class NativeAPI:
             pending_s=self.job_seconds[0],
             processing_s=self.job_seconds[1],
             price=price,
-            billing={"images": 1, "usd": price},
+            billing={"images": 1, "pixels": width * height, "usd": price},
         )
         from . import _ocr
 
