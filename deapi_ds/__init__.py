@@ -44,6 +44,7 @@ from .plotting import image_grid
 if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for readers and tools
     from ._catalog import amodels, models, use_emulator
     from ._client import AsyncClient, Client
+    from ._ocr import OCRResult, aestimate_ocr, aocr, estimate_ocr, ocr
     from .account import abalance, aquote, balance, quote
     from .embeddings import (
         EmbeddingResult,
@@ -66,7 +67,6 @@ if TYPE_CHECKING:  # imported on first use (see _LAZY below); listed here for re
         estimate_generate_images,
         generate_images,
     )
-    from ._ocr import OCRResult, aestimate_ocr, aocr, estimate_ocr, ocr
     from .search import SearchIndex, chunk, cluster, evaluate, near_duplicates, top_k
     from .speech import SpeechResult, aspeak, estimate_speak, estimate_speech, speak, voices
     from .testing import emulated

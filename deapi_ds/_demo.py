@@ -460,7 +460,7 @@ SCANS: list[tuple[str, str]] = [
 def make_scans(folder: str | os.PathLike[str]) -> list[Path]:
     """Write the :data:`SCANS` documents as PNG "scans" (Pillow's bitmap font, drawn by the
     emulator's :func:`~deapi_ds.emulator.render_text_image`, so its OCR reads them exactly)."""
-    from .emulator import render_text_image
+    from .emulator import render_text_image  # lazy
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)

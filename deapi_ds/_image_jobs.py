@@ -40,6 +40,7 @@ from ._jobs import JobItem, JobOutcome, JobRunner, NativeBackend
 from ._native import AsyncNativeClient, NativeClient, NativeRequest, shared_native_client
 from ._pipeline import CACHED, Answer, Task, as_series, is_missing
 from ._result import open_image
+from ._tasks import resolve_client
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -157,7 +158,7 @@ def image_values(
     ``source``); a single path, URL, bytes, PIL image or image array is one row; a list, a
     Series or a DataFrame column gives one row per element, keeping a Series' index.
     """
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if column is None and _is_folder(data):
         root = os.fspath(data)
@@ -235,7 +236,7 @@ def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int
 
 def _read(value: Any) -> tuple[str | None, bytes]:
     """(path or None, the input's bytes); raises OSError / InvalidParameterError."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if isinstance(value, _FolderFile):
         return value.full, _files.read_file(value.full, max_bytes=MAX_READ_BYTES)
@@ -258,7 +259,7 @@ def _read(value: Any) -> tuple[str | None, bytes]:
 
 def _inspect(item: ImageInput, value: Any, max_side: int | None) -> None:
     """Read, check and size one row (in a worker thread). Failures stay on the row."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy
 
     try:
         if item.data is None:
@@ -361,7 +362,7 @@ async def prepare_images(
 
 
 def _missing(value: Any) -> bool:
-    from PIL import Image
+    from PIL import Image  # lazy
 
     if isinstance(value, Image.Image | bytes | bytearray | memoryview | np.ndarray | _FolderFile):
         return False
@@ -371,7 +372,7 @@ def _missing(value: Any) -> bool:
 def upload_bytes(item: ImageInput) -> tuple[bytes, str]:
     """The bytes sent for ``item`` and their file name: the input as it is when deAPI takes
     it, else downsized (Lanczos) and/or converted (JPEG stays JPEG, the rest PNG)."""
-    from PIL import Image
+    from PIL import Image  # lazy
 
     data = item.data
     if data is None:
@@ -411,8 +412,6 @@ def resolve_native(client: Any) -> AsyncNativeClient:
         return client
     if isinstance(client, NativeClient):
         return client.aclient
-    from ._tasks import resolve_client
-
     return shared_native_client(resolve_client(client).settings)
 
 

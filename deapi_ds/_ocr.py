@@ -124,7 +124,7 @@ class OCRResult(ResultFrame):
         >>> scans.save("texts").iloc[0]  # doctest: +SKIP
         'texts/000_invoice-2041-png.txt'
         """
-        from .images import safe_filename
+        from .images import safe_filename  # lazy
 
         root = Path(os.fspath(folder)).expanduser()
         root.mkdir(parents=True, exist_ok=True)

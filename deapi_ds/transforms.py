@@ -77,7 +77,7 @@ class _TransformTask(ImageJobTask):
         return build(data, filename=filename, model=self.model)
 
     def read(self, outcome: JobOutcome, item: ImageInput) -> dict[str, Any]:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError  # lazy
 
         data = outcome.content
         if not data:
