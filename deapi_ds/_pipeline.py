@@ -512,6 +512,11 @@ class _Run:
         task.writer = self.writer  # job-style tasks record job ids the moment they exist
         self.requests = 0
         self.real_cache = isinstance(store, ResultCache)
+        # launch-order tickets: requests go out in input order whatever the threads do
+        self._tickets = 0
+        self._served = 0
+        self._done_tickets: set[int] = set()
+        self._turns: dict[int, anyio.Event] = {}
 
     # lookup ---------------------------------------------------------------------------------
     def lookup_all(self) -> None:
@@ -543,24 +548,53 @@ class _Run:
         # Claim the batch's keys first, then re-check the cache: a process that released a
         # claim had written its results before, so whatever another notebook, process or Dask
         # worker paid for since our lookup is read here instead of paid for twice; keys
-        # another live process holds are waited for.
-        claim = await anyio.to_thread.run_sync(self._claim, ids) if self.real_cache else None
+        # another live process holds are waited for. Both run in worker threads, side by
+        # side for several batches; a ticket taken at launch keeps the requests in input order.
+        ticket = self._tickets
+        self._tickets += 1
+        claim = None
         try:
-            for _ in range(3):
-                if claim is None or claim.mine.all():
-                    break
-                claim, ids, settled = await self._wait_for_others(ids, claim)
-                if settled:
-                    break
-            if self.real_cache and len(ids):
-                before = ids
-                ids = self.take_cached(ids, await self._lookup_off_loop(ids))
-                self._advance_cached(before, ids)
+            if self.real_cache:
+                claim = await anyio.to_thread.run_sync(self._claim, ids)
+                for _ in range(3):
+                    if claim is None or claim.mine.all():
+                        break
+                    claim, ids, settled = await self._wait_for_others(ids, claim)
+                    if settled:
+                        break
+                if len(ids):
+                    ids = await self._recheck(ids)
+            await self._turn(ticket)
+            self._pass(ticket)  # the next batch may go as soon as this one is on its way
+            ticket = -1
             if len(ids):
                 await self._ask(ids)
         finally:
+            if ticket >= 0:  # gave up before its turn: let the batches after it go
+                self._pass(ticket)
             if claim is not None:
                 claim.release()
+
+    async def _turn(self, ticket: int) -> None:
+        """Wait until every batch launched before this one has sent (or given up)."""
+        while self._served < ticket:
+            event = self._turns.setdefault(ticket, anyio.Event())
+            await event.wait()
+
+    def _pass(self, ticket: int) -> None:
+        self._done_tickets.add(ticket)
+        while self._served in self._done_tickets:
+            self._done_tickets.discard(self._served)
+            self._served += 1
+            event = self._turns.pop(self._served, None)
+            if event is not None:
+                event.set()
+
+    async def _recheck(self, ids: np.ndarray) -> np.ndarray:
+        before = ids
+        ids = self.take_cached(ids, await self._lookup_off_loop(ids))
+        self._advance_cached(before, ids)
+        return ids
 
     async def _lookup_off_loop(self, ids: np.ndarray) -> pa.Table | None:
         """The cache lookup of a batch in a worker thread: a write in progress (in its own
