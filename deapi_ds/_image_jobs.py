@@ -35,10 +35,11 @@ import pyarrow as pa
 
 from . import _files
 from ._cache import make_key
+from ._common import is_missing as _missing
 from ._exceptions import InvalidParameterError
 from ._jobs import JobItem, JobOutcome, JobRunner, NativeBackend
 from ._native import AsyncNativeClient, NativeClient, NativeRequest, shared_native_client
-from ._pipeline import CACHED, Answer, Task, as_series, is_missing
+from ._pipeline import CACHED, Answer, Task, as_series
 from ._result import open_image
 from ._tasks import resolve_client
 
@@ -359,14 +360,6 @@ async def prepare_images(
             if item.status == "pending":
                 tg.start_soon(one, item, value)
     return items
-
-
-def _missing(value: Any) -> bool:
-    from PIL import Image  # lazy
-
-    if isinstance(value, Image.Image | bytes | bytearray | memoryview | np.ndarray | _FolderFile):
-        return False
-    return is_missing(value) or (isinstance(value, str) and not value.strip())
 
 
 def upload_bytes(item: ImageInput) -> tuple[bytes, str]:

@@ -9,20 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._common import is_missing as _is_missing_vector
 from ._exceptions import InvalidParameterError
 
 __all__ = ["as_matrix"]
-
-
-def _is_missing_vector(value: object) -> bool:
-    if value is None:
-        return True
-    if np.ndim(value) != 0 or isinstance(value, (str, bytes)):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _stack(values: Sequence[Any] | np.ndarray, name: str) -> np.ndarray:

@@ -38,6 +38,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from deapi_ds._common import is_missing as _is_missing
 from deapi_ds._exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -86,18 +87,6 @@ def _human_bytes(n: int) -> str:
             return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
         size /= 1000
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _is_missing(value: object) -> bool:
-    """True for None, NaN, pd.NA and NaT (scalars only; arrays are never "missing")."""
-    if value is None:
-        return True
-    if isinstance(value, (str, bytes, bytearray, memoryview)) or np.ndim(value) != 0:
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _as_bytes(data: object, what: str) -> bytes:

@@ -44,6 +44,7 @@ from ._cache import (
     resolve_cache,
 )
 from ._client import AsyncClient, Client
+from ._common import is_missing as _is_missing
 from ._estimate import Estimate
 from ._exceptions import (
     APIStatusError,
@@ -182,15 +183,6 @@ class _Plan:
             for u in ids:
                 out[u] += 1.0 / len(ids)
         return out
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # arrays, lists: not a missing scalar
-        return False
 
 
 def _classify(
