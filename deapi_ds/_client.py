@@ -378,11 +378,12 @@ def _form(values: Mapping[str, Any]) -> dict[str, str]:
 # --- the clients -----------------------------------------------------------------------------
 
 
-class AsyncClient:
-    """Async client for deAPI's OpenAI-compatible API (or any OpenAI-compatible server).
+class _AsyncClientBase:
+    """What every async client shares: settings with the key wrapped at once, a transport, an
+    engine (rate limits, concurrency, retries, daily quota) and one call path."""
 
-    Every argument defaults to the configuration (:func:`deapi_ds.get_config`).
-    """
+    #: the setting that ``base_url=`` overrides
+    _base_url_option = "base_url"
 
     def __init__(
         self,
@@ -398,37 +399,45 @@ class AsyncClient:
         if api_key is not None:
             overrides["api_key"] = api_key
         if base_url is not None:
-            overrides["base_url"] = base_url
+            overrides[self._base_url_option] = base_url
         if settings is None:
             settings = get_config(**overrides)
         elif overrides:
             settings = dataclasses.replace(settings, **check_overrides(overrides))
         self.settings = settings
         self.profile: ProviderProfile = get_profile(settings)
-        self._transport = Transport(settings)
-        tier = settings.effective_tier
+        self._transport = self._make_transport(settings)
+        scope = self._quota_scope(settings)
+        tier = self.tier = scope.effective_tier
         self.engine = engine or Engine(
             max_concurrency=settings.max_concurrency,
             rpm=lambda ep: settings.rpm_for(ep) or self.profile.rpm_for(ep, tier),
             retry=RetryPolicy(settings.max_retries, max_retry_wait=settings.max_retry_wait),
-            quota=QuotaGuard(settings, self.profile),
+            quota=QuotaGuard(scope, self.profile),
         )
 
+    def _make_transport(self, settings: Settings) -> Transport:
+        return Transport(settings)
+
+    def _quota_scope(self, settings: Settings) -> Settings:
+        """The settings whose host picks the tier and the daily-quota ledger."""
+        return settings
+
     def __repr__(self) -> str:
-        settings = getattr(self, "settings", None)  # a debugger may show a half-made client
-        base_url = settings.base_url if settings is not None else None
+        transport = getattr(self, "_transport", None)  # a debugger may show a half-made client
+        base_url = transport.base_url if transport is not None else None
         return f"deapi_ds.{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def base_url(self) -> str:
-        """The API's base URL, e.g. ``https://api.deapi.ai/v1``."""
-        return self.settings.base_url
+        """The API's base URL."""
+        return self._transport.base_url
 
     async def aclose(self) -> None:
-        """Close the connections (also done on leaving ``async with AsyncClient() as c:``)."""
+        """Close the connections (also done on leaving ``async with ... as client:``)."""
         await self._transport.aclose()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Any:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -439,6 +448,18 @@ class AsyncClient:
             return await self._transport.request(method, path, endpoint=endpoint, **kwargs)
 
         return await self.engine.call(endpoint, attempt)
+
+
+class AsyncClient(_AsyncClientBase):
+    """Async client for deAPI's OpenAI-compatible API (or any OpenAI-compatible server).
+
+    Every argument defaults to the configuration (:func:`deapi_ds.get_config`).
+    """
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, e.g. ``https://api.deapi.ai/v1``."""
+        return self.settings.base_url
 
     # endpoints
 

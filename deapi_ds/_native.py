@@ -33,11 +33,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._config import KEY_PREFIX, Secret, Settings, check_overrides, get_config
-from ._engine import Engine, RetryPolicy, run_sync
+from ._client import _AsyncClientBase
+from ._config import KEY_PREFIX, Secret, Settings, get_config
+from ._engine import run_sync
 from ._exceptions import InvalidParameterError, ResponseValidationError
-from ._profiles import ProviderProfile, get_profile
-from ._quota import QuotaGuard
 from ._transport import HTTPResult, Transport
 
 __all__ = [
@@ -420,69 +419,22 @@ class NativeTransport(Transport):
 # --------------------------------------------------------------------------- the clients
 
 
-class AsyncNativeClient:
+class AsyncNativeClient(_AsyncClientBase):
     """Async client for deAPI's native v2 API. Arguments default to the configuration.
 
     ``base_url`` overrides ``native_base_url``; ``engine`` may be shared with a gateway
     :class:`~deapi_ds.AsyncClient` (endpoint keys do not overlap).
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        settings: Settings | None = None,
-        engine: Engine | None = None,
-        **options: Any,
-    ) -> None:
-        api_key = Secret.wrap(api_key)  # no frame below holds the key as plain text
-        overrides = dict(options)
-        if api_key is not None:
-            overrides["api_key"] = api_key
-        if base_url is not None:
-            overrides["native_base_url"] = base_url
-        if settings is None:
-            settings = get_config(**overrides)
-        elif overrides:
-            settings = dataclasses.replace(settings, **check_overrides(overrides))
-        self.settings = settings
-        self.profile: ProviderProfile = get_profile(settings)
-        self._transport = NativeTransport(settings)
+    _base_url_option = "native_base_url"
+
+    def _make_transport(self, settings: Settings) -> Transport:
+        return NativeTransport(settings)
+
+    def _quota_scope(self, settings: Settings) -> Settings:
         # tier and daily-quota scope follow the native host (deAPI: the account's one ledger,
         # shared with the gateway's requests)
-        native = dataclasses.replace(settings, base_url=settings.native_base_url)
-        tier = self.tier = native.effective_tier
-        self.engine = engine or Engine(
-            max_concurrency=settings.max_concurrency,
-            rpm=lambda ep: settings.rpm_for(ep) or self.profile.rpm_for(ep, tier),
-            retry=RetryPolicy(settings.max_retries, max_retry_wait=settings.max_retry_wait),
-            quota=QuotaGuard(native, self.profile),
-        )
-
-    def __repr__(self) -> str:
-        transport = getattr(self, "_transport", None)  # a debugger may show a half-made client
-        base_url = transport.base_url if transport is not None else None
-        return f"deapi_ds.{type(self).__name__}(base_url={base_url!r})"
-
-    @property
-    def base_url(self) -> str:
-        return self._transport.base_url
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-    async def __aenter__(self) -> AsyncNativeClient:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
-
-    async def _call(self, endpoint: str, method: str, path: str, **kwargs: Any) -> HTTPResult:
-        async def attempt() -> HTTPResult:
-            return await self._transport.request(method, path, endpoint=endpoint, **kwargs)
-
-        return await self.engine.call(endpoint, attempt)
+        return dataclasses.replace(settings, base_url=settings.native_base_url)
 
     async def _post(self, endpoint: str, request: NativeRequest, suffix: str = "") -> HTTPResult:
         files = list(request.files) or None
