@@ -25,7 +25,7 @@ def main() -> None:
     from deapi_ds._quota import quota_plan
 
     deapi_ds.set_config(
-        api_key="dpn-sk-0|benchbenchbenchbench",
+        api_key="dpn-sk-0|bench-not-a-key",
         base_url="https://oai.deapi.ai/v1",
         tier=args.tier,
         cache_dir=tempfile.mkdtemp(prefix="deapi_ds_bench_quota_"),

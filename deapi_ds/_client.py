@@ -752,7 +752,30 @@ def _multi(pairs: list[tuple[str, str]]) -> Any:
     return out
 
 
-class Client:
+class _SyncClientBase:
+    """What every sync client shares: it drives its async twin (``self._async``) on deapi_ds's
+    private event-loop thread, so it works inside Jupyter's running loop."""
+
+    _async: Any
+
+    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        async def go() -> T:
+            return await fn(*args, **kwargs)
+
+        return run_sync(go)
+
+    def close(self) -> None:
+        """Close the connections (also done on leaving ``with ... as client:``)."""
+        run_sync(self._async.aclose)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Client(_SyncClientBase):
     """Synchronous client: the same methods as :class:`AsyncClient`, usable in a notebook cell.
 
     It drives an :class:`AsyncClient` on deapi_ds's private event-loop thread, so it works even
@@ -784,22 +807,6 @@ class Client:
     def aclient(self) -> AsyncClient:
         """The underlying :class:`AsyncClient` (runs on deapi_ds's loop thread)."""
         return self._async
-
-    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        async def go() -> T:
-            return await fn(*args, **kwargs)
-
-        return run_sync(go)
-
-    def close(self) -> None:
-        """Close the connections (also done on leaving ``with Client() as c:``)."""
-        run_sync(self._async.aclose)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def models(self) -> list[ModelInfo]:
         """``GET /v1/models``: the models this key can use."""

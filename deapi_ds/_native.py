@@ -29,13 +29,12 @@ import dataclasses
 import json
 import mimetypes
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ._client import _AsyncClientBase
+from ._client import _AsyncClientBase, _SyncClientBase
 from ._config import KEY_PREFIX, Secret, Settings, get_config
-from ._engine import run_sync
 from ._exceptions import InvalidParameterError, ResponseValidationError
 from ._transport import HTTPResult, Transport
 
@@ -565,7 +564,7 @@ def _check_job_id(job_id: Any) -> None:
         )
 
 
-class NativeClient:
+class NativeClient(_SyncClientBase):
     """Synchronous twin of :class:`AsyncNativeClient` (works inside Jupyter's running loop)."""
 
     def __init__(self, api_key: str | None = None, *, base_url: str | None = None, **options: Any):
@@ -579,15 +578,6 @@ class NativeClient:
     @property
     def aclient(self) -> AsyncNativeClient:
         return self._async
-
-    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        async def go() -> T:
-            return await fn(*args, **kwargs)
-
-        return run_sync(go)
-
-    def close(self) -> None:
-        run_sync(self._async.aclose)
 
     def submit(self, request: NativeRequest) -> str:
         return self._run(self._async.submit, request)

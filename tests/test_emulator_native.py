@@ -13,7 +13,7 @@ from deapi_ds.emulator import Emulator, synthesize_dialogue
 from deapi_ds.emulator._native import SOURCES, parse_source_url
 from deapi_ds.emulator._ocr import read_text, render_text_image
 
-KEY = "17|abcdefghijklmnopqrstuvwxyz"
+KEY = "17|fake-native-key"
 PODCAST = "https://www.youtube.com/watch?v=emuPodcast01"
 
 

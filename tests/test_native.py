@@ -25,7 +25,7 @@ from deapi_ds._native import (
 from deapi_ds.emulator import Emulator, render_text_image
 from deapi_ds.emulator._transport import EmulatorTransport
 
-KEY = "dpn-sk-42|abcdefghijklmnopqrstuvwx"
+KEY = "dpn-sk-42|fake-key-for-tests"
 NATIVE = "https://api.deapi.ai/api/v2"
 
 
@@ -58,7 +58,7 @@ def test_raw_key_sent_only_to_the_native_origin():
     emu = Emulator()
     recording = Recording(emu)
     client = _client(emu, transport=recording)
-    assert raw_key(KEY) == "42|abcdefghijklmnopqrstuvwx" and raw_key("1|x") == "1|x"
+    assert raw_key(KEY) == "42|fake-key-for-tests" and raw_key("1|x") == "1|x"
 
     async def go():
         assert await client.balance() == 5.0  # the emulator answers 401 to a dpn-sk- key
@@ -71,7 +71,7 @@ def test_raw_key_sent_only_to_the_native_origin():
                 await client.download(url)
 
     anyio.run(go)
-    assert recording.seen[0] == (f"{NATIVE}/account/balance", "Bearer 42|abcdefghijklmnopqrstuvwx")
+    assert recording.seen[0] == (f"{NATIVE}/account/balance", "Bearer 42|fake-key-for-tests")
     assert [auth for _, auth in recording.seen[1:]] == [None, None, None]
     assert KEY not in repr(client) and "abcdefgh" not in repr(client._transport)
 

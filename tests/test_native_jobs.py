@@ -26,7 +26,7 @@ from deapi_ds._native import (
 from deapi_ds.emulator import Emulator, Fault, render_text_image, synthesize_dialogue
 from deapi_ds.emulator._transport import EmulatorTransport
 
-KEY = "dpn-sk-42|abcdefghijklmnopqrstuvwx"
+KEY = "dpn-sk-42|fake-key-for-tests"
 PODCAST = "https://www.youtube.com/watch?v=emuPodcast01"
 
 

@@ -152,7 +152,7 @@ def test_two_million_row_embed_takes_two_days_on_basic(utc):
     bench runs the real 2M-row estimate: bench/bench_quota.py). Here 19,540 rows at 20 inputs
     per request make the same 977 requests."""
     texts = [f"row {i} about topic {i % 17}" for i in range(19_540)]
-    with deapi_ds.config_context(base_url=DEAPI, api_key="dpn-sk-1|abcdefghijklmnop"):
+    with deapi_ds.config_context(base_url=DEAPI, api_key="dpn-sk-1|test-not-a-key"):
         est = deapi_ds.estimate(texts, cache=None, max_inputs=20)
         assert est.requests == 977 == -(-2_000_000 // 2048)
         plan = quota_plan("embeddings", est.requests)

@@ -79,7 +79,7 @@ def test_refusal_is_remembered_per_base_url_for_the_session():
     assert first.status.tolist() == ["ok"] * 3 and second.status.tolist() == ["ok"]
     assert asked == ["wav", "mp3", "mp3", "mp3", "mp3"]
     # a different server (base URL) starts with what its profile says
-    other = deapi_ds.Client("dpn-sk-1|abcdefghijklmnop", limits="seed").aclient
+    other = deapi_ds.Client("dpn-sk-1|test-not-a-key", limits="seed").aclient
     assert _speech_formats.wire_format(other, "wav") == "wav"
 
 

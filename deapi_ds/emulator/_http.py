@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._faults import Decision
 from ._multipart import MultipartError, Part, parse_multipart
 
 __all__ = [
     "EmulatorResponse",
+    "HandlesRequests",
     "_ApiError",
     "_Request",
     "_Result",
@@ -160,3 +161,18 @@ class _Result:
 def _json_result(obj: Any, status: int = 200, **billing: float) -> _Result:
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _Result(status, body, "application/json", billing=dict(billing))
+
+
+class HandlesRequests(Protocol):
+    """What the transport and server adapters need of an ``Emulator``: one call per request
+    (so they depend on this module, not on ``_app``, which builds them)."""
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        scheme: str = "http",
+    ) -> EmulatorResponse: ...

@@ -20,10 +20,8 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._app import Emulator
+from ._http import HandlesRequests
 
 __all__ = ["EmulatorServer", "serve"]
 
@@ -105,7 +103,7 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # many clients connect at once (benchmarks at 128+ concurrency)
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], emulator: HandlesRequests, verbose: bool) -> None:
         self.emulator = emulator
         self.verbose = verbose
         super().__init__(address, _Handler)
@@ -121,7 +119,11 @@ class EmulatorServer:
     """A running loopback server: ``base_url`` (ends in ``/v1``), ``host``, ``port``, ``close()``."""
 
     def __init__(
-        self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0, verbose: bool = False
+        self,
+        emulator: HandlesRequests,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
     ) -> None:
         self.emulator = emulator
         self._httpd = _HTTPServer((host, port), emulator, verbose)
@@ -167,7 +169,9 @@ class EmulatorServer:
 
 
 @contextlib.contextmanager
-def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[EmulatorServer]:
+def serve(
+    emulator: HandlesRequests, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[EmulatorServer]:
     """Run ``emulator`` on ``host:port`` (0 = a free port) for the duration of the block."""
     server = EmulatorServer(emulator, host, port).start()
     try:

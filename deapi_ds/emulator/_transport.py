@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
 
 import httpx
 
-if TYPE_CHECKING:
-    from ._app import Emulator, EmulatorResponse
+from ._http import EmulatorResponse, HandlesRequests
 
 __all__ = ["EmulatorTransport"]
 
@@ -79,7 +77,7 @@ class _TrickleStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An httpx transport backed by an emulator (see the module docstring)."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: HandlesRequests) -> None:
         self.emulator = emulator
 
     def __repr__(self) -> str:
