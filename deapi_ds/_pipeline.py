@@ -556,12 +556,10 @@ class _Run:
         try:
             if self.real_cache:
                 claim = await anyio.to_thread.run_sync(self._claim, ids)
-                for _ in range(3):
+                for _ in range(3):  # another process may claim again while we wait
                     if claim is None or claim.mine.all():
                         break
-                    claim, ids, settled = await self._wait_for_others(ids, claim)
-                    if settled:
-                        break
+                    claim, ids = await self._wait_for_others(ids, claim)
                 if len(ids):
                     ids = await self._recheck(ids)
             await self._turn(ticket)
@@ -608,23 +606,21 @@ class _Run:
             return None
         return claim(self.task.name, self.task.model, [self.keys[i] for i in ids])
 
-    async def _wait_for_others(self, ids: np.ndarray, claim: Any) -> tuple[Any, np.ndarray, bool]:
-        """Rows another live process has in flight: wait for it, take its results, and send only
-        what it did not deliver (claimed anew). Returns (claim, ids to send, settled)."""
+    async def _wait_for_others(self, ids: np.ndarray, claim: Any) -> tuple[Any, np.ndarray]:
+        """Rows another live process has in flight: let go of ours (no process waits while
+        holding keys another one may wait for), wait for the others, take what they delivered
+        from the cache, and claim anew what is still to send."""
         others = ids[~claim.mine]
         keys = [self.keys[i] for i in others]
+        claim.release()
         task = self.task
         await anyio.to_thread.run_sync(
             lambda: self.store.wait_released(task.name, task.model, keys, timeout=600.0)
         )
         still = self.take_cached(others, await self._lookup_off_loop(others))
         self._advance_cached(others, still)
-        mine = ids[claim.mine]
-        if not len(still):
-            return claim, mine, True  # the claim still holds ours
-        claim.release()
-        ids = np.sort(np.concatenate([mine, still]))
-        return await anyio.to_thread.run_sync(self._claim, ids), ids, False
+        ids = np.sort(np.concatenate([ids[claim.mine], still]))
+        return await anyio.to_thread.run_sync(self._claim, ids), ids
 
     def _advance_cached(self, before: np.ndarray, after: np.ndarray) -> None:
         if self.progress is not None and len(after) < len(before):
