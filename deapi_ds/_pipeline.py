@@ -291,6 +291,10 @@ class Task:
         """Work that runs beside the sends, after the cache lookup (default: none); e.g. probing
         files so that uploads start at once. ``ids`` are the units to send."""
 
+    async def ready(self, ids: np.ndarray) -> None:
+        """Wait until a batch can be sent (default: at once); e.g. until its file is probed.
+        Runs before the batch takes its turn, so requests still go out in input order."""
+
     def pack(self, ids: np.ndarray) -> list[np.ndarray]:
         """Batches of units to send (default: one unit per request)."""
         return [ids[i : i + 1] for i in range(len(ids))]
@@ -562,6 +566,8 @@ class _Run:
                     claim, ids = await self._wait_for_others(ids, claim)
                 if len(ids):
                     ids = await self._recheck(ids)
+            if len(ids):
+                await self.task.ready(ids)
             await self._turn(ticket)
             self._pass(ticket)  # the next batch may go as soon as this one is on its way
             ticket = -1

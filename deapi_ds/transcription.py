@@ -718,6 +718,9 @@ class _TranscribeTask(Task):
     def _group_of(self, lead: _Item) -> list[_Item]:
         return next(g for g in self.groups if g[0] is lead)
 
+    async def ready(self, ids: np.ndarray) -> None:
+        await self.probed[int(ids[0])].wait()  # probed ahead, two files at a time
+
     async def call(self, ids: np.ndarray) -> Answer:
         uid = int(ids[0])
         group = self.groups[uid]
